@@ -1,0 +1,335 @@
+"""The one ZeroMQ connection of the server: a thread that receives bsread messages into a RingBuffer.
+
+The socket lives and dies inside the thread (ZeroMQ sockets are not thread-safe). The loop polls
+with a timeout so `stop()` is honoured within a second, survives malformed messages (counted by
+reason), sender restarts (ZeroMQ reconnects) and even unexpected exceptions in its own code (logged,
+counted, socket recreated). Health is published as an immutable `Health` snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import zmq
+
+from .codec import BsreadError, Decoder, Message
+from .ring_buffer import RingBuffer
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 200
+RATE_WINDOW_S = 2.0
+STALL_MIN_S = 2.0
+STALL_INTERVALS = 5
+DEFAULT_RCVHWM = 64  # messages; a stalled consumer drops instead of growing memory
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # per ZeroMQ frame; larger peers are disconnected
+STEP_WINDOW = 64  # pulse-id deltas used to learn the stream's step
+PULSE_JUMP_STEPS = 100_000  # a forward jump larger than this is a restart, not missed pulses
+
+
+@dataclass(frozen=True)
+class Health:
+    """Stream health as PSI's `bs stats` would report it, plus receiver state."""
+
+    state: str  # "waiting" | "live" | "stalled" | "stopped"
+    address: str
+    received: int
+    bytes_received: int
+    rate_hz: float
+    data_rate_mbps: float
+    invalid: int
+    invalid_by_reason: Mapping[str, int]
+    missed_pulses: int
+    duplicated_pulses: int
+    reverted_pulses: int
+    pulse_id_jumps: int
+    pulse_step: int
+    last_pulse_id: int | None
+    last_message_time: float | None  # wall clock, epoch seconds
+    last_message_age_s: float | None
+    stall_limit_s: float
+    receiver_restarts: int
+    last_error: str = ""
+    channels: tuple[str, ...] = field(default=())
+
+
+class PulseCounter:
+    """Counts missed, duplicated and reverted pulse ids; learns the stream's pulse-id step."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.missed = 0
+        self.duplicated = 0
+        self.reverted = 0
+        self.jumps = 0
+        self._deltas: collections.deque[int] = collections.deque(maxlen=STEP_WINDOW)
+        self._step = 1
+        self._counts: collections.Counter[int] = collections.Counter()
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    def observe(self, pulse_id: int) -> None:
+        last = self.last
+        self.last = pulse_id
+        if last is None:
+            return
+        delta = pulse_id - last
+        if delta == 0:
+            self.duplicated += 1
+            return
+        if delta < 0:
+            self.reverted += 1
+            return
+        self._learn(delta)
+        step = self._step
+        if delta > step * PULSE_JUMP_STEPS:
+            self.jumps += 1
+        elif delta > step:
+            self.missed += max(round(delta / step) - 1, 1)
+
+    def _learn(self, delta: int) -> None:
+        if len(self._deltas) == self._deltas.maxlen:
+            old = self._deltas[0]
+            self._counts[old] -= 1
+            if self._counts[old] <= 0:
+                del self._counts[old]
+        self._deltas.append(delta)
+        self._counts[delta] += 1
+        # The most frequent delta is the step; on a tie (e.g. the first gap) the smallest wins.
+        best = max(self._counts.items(), key=lambda item: (item[1], -item[0]))
+        self._step = best[0]
+
+
+class Receiver:
+    """Receives one bsread stream in a background thread and feeds a RingBuffer."""
+
+    def __init__(
+        self,
+        address: str,
+        buffer: RingBuffer,
+        mode: str = "pull",
+        bind: bool = False,
+        rcvhwm: int = DEFAULT_RCVHWM,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        context: zmq.Context | None = None,
+        on_message: Callable[[Message], None] | None = None,
+    ) -> None:
+        if mode not in ("pull", "sub"):
+            raise ValueError(f"mode must be 'pull' or 'sub', not {mode!r}")
+        self.address = address
+        self.buffer = buffer
+        self.mode = mode
+        self.bind = bind
+        self.rcvhwm = rcvhwm
+        self.max_message_bytes = max_message_bytes
+        self._context = context or zmq.Context.instance()
+        self._on_message = on_message
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._decoder = Decoder()
+        self._pulses = PulseCounter()
+        self._received = 0
+        self._bytes = 0
+        self._invalid: collections.Counter[str] = collections.Counter()
+        self._logged_reasons: set[str] = set()
+        self._times: collections.deque[tuple[float, int]] = collections.deque(maxlen=20_000)
+        self._last_time: float | None = None  # monotonic
+        self._last_wall: float | None = None
+        self._restarts = 0
+        self._last_error = ""
+        self._ready = threading.Event()
+        self._setup_error: BaseException | None = None
+        if buffer._on_bad_value is None:  # values decoded later (e.g. scalars) count here too
+            buffer._on_bad_value = self.count_invalid
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 5.0) -> "Receiver":
+        """Start the thread; raises the socket's error (bad address, port in use) synchronously."""
+        if self._thread is not None:
+            raise RuntimeError("receiver already started")
+        self._thread = threading.Thread(target=self._run, name="bsread-receiver", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout)
+        if self._setup_error is not None:
+            self._thread.join(timeout)
+            raise self._setup_error
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> "Receiver":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ thread
+
+    def _open(self) -> zmq.Socket:
+        socket = self._context.socket(zmq.PULL if self.mode == "pull" else zmq.SUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, self.rcvhwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if self.mode == "sub":
+            socket.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            if self.bind:
+                socket.bind(self.address)
+            else:
+                socket.connect(self.address)
+        except zmq.ZMQError:
+            socket.close(0)
+            raise
+        return socket
+
+    def _run(self) -> None:
+        try:
+            socket = self._open()
+        except BaseException as exc:  # reported to start()'s caller
+            self._setup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while not self._stop.is_set():
+            try:
+                self._loop(socket)
+            except Exception as exc:  # a bug of ours must not kill the stream: log, count, go on
+                with self._lock:
+                    self._restarts += 1
+                    self._last_error = f"{exc.__class__.__name__}: {exc}"[:300]
+                log.exception("receiver loop failed; recreating the socket")
+                socket.close(0)
+                self._decoder = Decoder()
+                self._stop.wait(0.1)
+                try:
+                    socket = self._open()
+                except zmq.ZMQError:
+                    log.exception("could not reopen the socket")
+                    self._stop.wait(1.0)
+                    continue
+        socket.close(0)
+
+    def _loop(self, socket: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(POLL_MS):
+                continue
+            # Drain what is queued without re-polling; stop is checked between messages.
+            for _ in range(1000):
+                try:
+                    frames = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self.handle(frames)
+                if self._stop.is_set():
+                    return
+
+    def handle(self, frames: list) -> Message | None:
+        """Decode one multipart message and record it; never raises for bad input."""
+        now = time.monotonic()
+        wall = time.time()
+        size = sum(len(frame) for frame in frames)
+        try:
+            message = self._decoder.decode(frames)
+        except BsreadError as exc:
+            with self._lock:
+                self._bytes += size
+            self.count_invalid(exc)
+            return None
+        self.buffer.append(message, received=wall)
+        with self._lock:
+            self._received += 1
+            self._bytes += size
+            self._times.append((now, size))
+            self._last_time = now
+            self._last_wall = wall
+            self._pulses.observe(message.pulse_id)
+        if self._on_message is not None:
+            self._on_message(message)
+        return message
+
+    def count_invalid(self, exc: BsreadError) -> None:
+        with self._lock:
+            self._invalid[exc.reason] += 1
+            first = exc.reason not in self._logged_reasons
+            self._logged_reasons.add(exc.reason)
+        if first:  # once per kind: a broken sender at 100 Hz must not flood the log
+            log.warning("invalid bsread message (%s); further ones of this kind are only counted", exc)
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> Health:
+        now = time.monotonic()
+        with self._lock:
+            while self._times and now - self._times[0][0] > RATE_WINDOW_S:
+                self._times.popleft()
+            times = list(self._times)
+            received, nbytes = self._received, self._bytes
+            last, wall = self._last_time, self._last_wall
+            invalid = dict(self._invalid)
+            pulses = self._pulses
+            missed, duplicated, reverted, jumps = pulses.missed, pulses.duplicated, pulses.reverted, pulses.jumps
+            step, last_pulse = pulses.step, pulses.last
+            restarts, last_error = self._restarts, self._last_error
+        rate = 0.0
+        data_rate = 0.0
+        interval = 0.0
+        if len(times) >= 2:
+            span = times[-1][0] - times[0][0]
+            if span > 0:
+                rate = (len(times) - 1) / span
+                data_rate = sum(size for _, size in times[1:]) * 8 / span / 1e6
+                interval = span / (len(times) - 1)
+        stall_limit = max(STALL_MIN_S, STALL_INTERVALS * interval)
+        age = None if last is None else now - last
+        if not self.running and self._thread is not None:
+            state = "stopped"
+        elif age is None:
+            state = "waiting"
+        elif age > stall_limit:
+            state = "stalled"
+        else:
+            state = "live"
+        if state != "live":
+            rate = 0.0 if age is None or age > RATE_WINDOW_S else rate
+        return Health(
+            state=state,
+            address=self.address,
+            received=received,
+            bytes_received=nbytes,
+            rate_hz=rate,
+            data_rate_mbps=data_rate,
+            invalid=sum(invalid.values()),
+            invalid_by_reason=invalid,
+            missed_pulses=missed,
+            duplicated_pulses=duplicated,
+            reverted_pulses=reverted,
+            pulse_id_jumps=jumps,
+            pulse_step=step,
+            last_pulse_id=last_pulse,
+            last_message_time=wall,
+            last_message_age_s=age,
+            stall_limit_s=stall_limit,
+            receiver_restarts=restarts,
+            last_error=last_error,
+            channels=self.buffer.scalar_channels,
+        )
