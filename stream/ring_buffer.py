@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 360_000  # 1 hour at 100 Hz
 MAX_SCALAR_CHANNELS = 256  # beyond this, new channels are ignored (memory stays bounded)
-STATS_COLUMNS = ("intensity", "centroid_x", "centroid_y", "rms_x", "rms_y")  # pixels, arbitrary units
+# Prefixed so they cannot collide with camera-pipeline channels such as `intensity` or `x_rms`.
+STATS_COLUMNS = ("beam_intensity", "beam_centroid_x", "beam_centroid_y", "beam_rms_x", "beam_rms_y")  # counts, px
 STATS_SAMPLES = 256  # strided subsample edge when statistics must come from the image itself
 RESERVED = ("seq", "pulse_id", "timestamp") + STATS_COLUMNS
 
