@@ -77,32 +77,60 @@ class History:
         return self.columns[name]
 
 
+_POSITIONS: dict[int, np.ndarray] = {}  # np.arange(n) per profile length, reused across messages
+
+
+def _positions(n: int) -> np.ndarray:
+    pos = _POSITIONS.get(n)
+    if pos is None:
+        if len(_POSITIONS) >= 32:
+            _POSITIONS.clear()
+        pos = np.arange(n, dtype=np.float64)
+        pos.flags.writeable = False
+        _POSITIONS[n] = pos
+    return pos
+
+
+def _median(a: np.ndarray) -> float:
+    """np.median of a finite, non-empty 1-D array (same value), without its per-call overhead."""
+    n = a.size
+    k = n >> 1
+    if n & 1:
+        return float(np.partition(a, k)[k])
+    part = np.partition(a, (k - 1, k))
+    return (float(part[k - 1]) + float(part[k])) / 2.0
+
+
 def _profile_moments(profile: np.ndarray, step: float) -> tuple[float, float, float]:
     """Background-subtracted (sum, centroid, rms) of one profile.
 
     Background is the median, noise the MAD; a first pass over samples above 3 sigma finds the peak,
     a second pass measures it within +-4 rms of that first estimate, so wide noisy pedestals (a
     camera's dark level summed over hundreds of rows) do not bias the result.
+    Runs once per profile per message, so it keeps the number of numpy calls small.
     """
     p = np.asarray(profile, dtype=np.float64)
-    finite = np.isfinite(p)
-    if p.size == 0 or not finite.any():
+    if p.size == 0:
         return math.nan, math.nan, math.nan
-    if not finite.all():
-        p = np.where(finite, p, np.median(p[finite]))
-    background = float(np.median(p))
+    if not math.isfinite(float(p.sum())):  # NaN/Inf present (or a sum that overflows): the rare path
+        finite = np.isfinite(p)
+        if not finite.any():
+            return math.nan, math.nan, math.nan
+        if not finite.all():
+            p = np.where(finite, p, _median(p[finite]))
+    background = _median(p)
     signal = p - background
-    sigma = 1.4826 * float(np.median(np.abs(signal)))
+    sigma = 1.4826 * _median(np.abs(signal))
     peak = np.where(signal > 3.0 * sigma, signal, 0.0)
     total = float(peak.sum())
     if total <= 0.0:
         return float(signal.sum()), math.nan, math.nan
-    pos = np.arange(p.size, dtype=np.float64)
+    pos = _positions(p.size)
     centroid = float(np.dot(pos, peak) / total)
     rms = math.sqrt(max(float(np.dot((pos - centroid) ** 2, peak) / total), 0.0))
     half = max(4.0 * rms, 3.0)
     lo, hi = int(max(0, math.floor(centroid - half))), int(min(p.size, math.ceil(centroid + half) + 1))
-    window = np.clip(signal[lo:hi], 0.0, None)
+    window = np.maximum(signal[lo:hi], 0.0)
     wtotal = float(window.sum())
     if wtotal > 0.0:
         wpos = pos[lo:hi]
