@@ -1,0 +1,1 @@
+"""Dash callbacks, one module per panel; each exposes `register(app, source, ...)`."""

@@ -1,0 +1,41 @@
+"""CSV export of the recorded readings (button and `/api/readings.csv` share this builder)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from stream.ring_buffer import STATS_COLUMNS, History
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_column_name(name: str) -> str:
+    """Channel names go out exactly as in the stream, except that a leading formula character is
+    quoted so a spreadsheet shows the name instead of evaluating it."""
+    return "'" + name if name.startswith(_FORMULA_START) else name
+
+
+def readings_frame(history: History) -> pd.DataFrame:
+    """pulse_id, timestamp (ISO-8601 UTC), timestamp_epoch, every scalar channel, beam statistics."""
+    epoch = history.column("timestamp")
+    stamps = pd.to_datetime(np.where(np.isfinite(epoch), epoch, np.nan), unit="s", utc=True, errors="coerce")
+    iso = pd.Series(stamps).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    data: dict[str, object] = {
+        "pulse_id": history.column("pulse_id"),
+        "timestamp": iso.to_numpy(),
+        "timestamp_epoch": epoch,
+    }
+    for name in history.scalar_channels:
+        data[csv_column_name(name)] = history.column(name)
+    for name in STATS_COLUMNS:
+        data[name] = history.column(name)
+    return pd.DataFrame(data)
+
+
+def readings_csv(history: History) -> str:
+    buffer = io.StringIO()
+    readings_frame(history).to_csv(buffer, index=False, lineterminator="\r\n")
+    return buffer.getvalue()
