@@ -1,0 +1,70 @@
+"""Small test utilities: deadline-based waiting, free ports, receives that fail instead of hanging."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Callable, TypeVar
+
+import zmq
+
+T = TypeVar("T")
+
+LOCALHOST = "127.0.0.1"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, message: str = "") -> T:
+    """Poll `predicate` until it returns something truthy (returned) or fail after `timeout` seconds.
+
+    The timeout is a generous upper bound for a loaded machine, never the expected duration.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {message or predicate}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now (plain OS socket: closes synchronously)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return sock.getsockname()[1]
+
+
+def bind_retry(sock: zmq.Socket, address: str, timeout: float = 10.0) -> None:
+    """Bind, retrying while a just-closed socket still holds the port (ZeroMQ closes asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def recv_multipart(sock: zmq.Socket, timeout: float = 10.0, copy: bool = True) -> list[Any]:
+    """Receive one multipart message or fail (AssertionError) after `timeout` seconds."""
+    if not sock.poll(int(timeout * 1000), zmq.POLLIN):
+        raise AssertionError(f"no message within {timeout} s")
+    return sock.recv_multipart(copy=copy)
+
+
+def send_multipart(sock: zmq.Socket, parts: list[Any], timeout: float = 10.0) -> None:
+    """Send one multipart message or fail after `timeout` seconds (a PUSH without peer would block)."""
+    if not sock.poll(int(timeout * 1000), zmq.POLLOUT):
+        raise AssertionError(f"socket not writable within {timeout} s (no peer?)")
+    sock.send_multipart(parts)
+
+
+def make_message(pulse_id: int, channels: dict[str, Any], timestamp: float = 1_700_000_000.0, **encode_kwargs: Any):
+    """A decoded `Message` built with the real codec (for ring-buffer and receiver tests)."""
+    from stream.codec import Decoder, Encoder
+
+    parts = Encoder().encode(pulse_id, timestamp, channels, **encode_kwargs)
+    return Decoder().decode(parts)
