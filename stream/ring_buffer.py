@@ -287,6 +287,7 @@ class RingBuffer:
             start = max(int(since), end - self.capacity, 0)
             if max_rows is not None:
                 start = max(start, end - int(max_rows))
+            start = min(start, end)  # `since` from the future (e.g. kept across a server restart): no rows
             names = ("seq", "pulse_id", "timestamp") + STATS_COLUMNS + tuple(self._scalar_channels)
             columns = {name: self._slice(self._columns[name], start, end) for name in names}
             channels = tuple(self._scalar_channels)
