@@ -66,10 +66,11 @@ class LiveSource:
         return self
 
     def stop(self, timeout: float = 1.0) -> None:
-        if self._simulator is not None:
-            self._simulator.stop(timeout)
-        if self.receiver is not None:
-            self.receiver.stop(timeout)
+        parts = [part for part in (self._simulator, self.receiver) if part is not None]
+        for part in parts:  # signal both first, so their poll timeouts overlap
+            part.stop(timeout=0)
+        for part in parts:
+            part.stop(timeout)
 
     def health(self) -> Health:
         if self.receiver is None:
