@@ -115,10 +115,12 @@ def render_image(image: np.ndarray, view: ImageView) -> dict[str, Any]:
     region = image[y0:y1, x0:x1]
     fx = max(1, math.ceil(region.shape[1] / view.bins_x))
     fy = max(1, math.ceil(region.shape[0] / view.bins_y))
-    # Square bins keep the beam's aspect ratio honest.
+    # Square bins keep the beam's aspect ratio honest; only a strip thinner than one bin gets
+    # a shorter bin across it (a square one would leave the long side beyond the view's bins).
     f = max(fx, fy)
-    f = min(f, region.shape[0], region.shape[1])
-    binned = _bin(region, f, f)
+    fy, fx = min(f, region.shape[0]), min(f, region.shape[1])
+    f = max(fx, fy)
+    binned = _bin(region, fy, fx)
     finite = np.isfinite(binned)
     all_finite = bool(finite.all())
     values = binned if all_finite else np.where(finite, binned, np.nan)
@@ -147,20 +149,19 @@ def render_image(image: np.ndarray, view: ImageView) -> dict[str, Any]:
         levels = np.nan_to_num(levels, nan=0.0)
     z = levels.astype(np.uint8)
     with np.errstate(all="ignore"):
-        profile_x = np.nan_to_num(values.sum(axis=0, dtype=np.float64) * f).astype(np.float32)
-        profile_y = np.nan_to_num(values.sum(axis=1, dtype=np.float64) * f).astype(np.float32)
+        profile_x = np.nan_to_num(values.sum(axis=0, dtype=np.float64) * fy).astype(np.float32)
+        profile_y = np.nan_to_num(values.sum(axis=1, dtype=np.float64) * fx).astype(np.float32)
         peak = float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
     ticks = np.linspace(0, LEVELS, 5)
     tick_values = lo + (hi - lo) * ticks / LEVELS
     if view.scale == "log":
         tick_values = 10.0**tick_values
-    centre = (f - 1) / 2.0
     return {
         "z": typed_array(z),
-        "x0": x0 + centre,
-        "dx": f,
-        "y0": y0 + centre,
-        "dy": f,
+        "x0": x0 + (fx - 1) / 2.0,
+        "dx": fx,
+        "y0": y0 + (fy - 1) / 2.0,
+        "dy": fy,
         "colorscale": view.colormap,
         "tickvals": ticks.tolist(),
         "ticktext": [format_value(v) for v in tick_values],
