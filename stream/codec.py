@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -457,6 +458,46 @@ def _lz4_decompress(view: memoryview, dtype: np.dtype, expected: int | None, lim
     return out
 
 
+_openmp = threading.local()
+_omp_set_num_threads: Any = None
+
+
+def _bitshuffle() -> Any:
+    """The bitshuffle module, with its OpenMP team limited to one thread for the calling thread.
+
+    bitshuffle runs every call in an OpenMP parallel region. On a small, shared server (the viewer
+    runs on 2 cores next to other work) that costs more than it gains: the idle team member spins
+    after each region (doubling the CPU spent per message) and a call stalls whenever a team member
+    is descheduled. The setting is per thread, hence applied lazily in each decoding thread.
+    """
+    import bitshuffle
+
+    if not getattr(_openmp, "limited", False):
+        _openmp.limited = True
+        setter = _find_omp_set_num_threads() if _omp_set_num_threads is None else _omp_set_num_threads
+        if setter:
+            setter(1)
+    return bitshuffle
+
+
+def _find_omp_set_num_threads() -> Any:
+    """omp_set_num_threads of the OpenMP runtime bitshuffle is linked with (Linux), or None."""
+    global _omp_set_num_threads
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line or "libomp" in line}
+        ranked = sorted(paths, key=lambda path: "bitshuffle" not in path)  # bitshuffle's own copy first
+        if ranked:
+            _omp_set_num_threads = ctypes.CDLL(ranked[0]).omp_set_num_threads
+    except (OSError, AttributeError):
+        _omp_set_num_threads = None
+    if _omp_set_num_threads is None:
+        _omp_set_num_threads = False  # looked once, found nothing
+    return _omp_set_num_threads or None
+
+
 def _bitshuffle_layout(view: memoryview, dtype: np.dtype, expected: int | None,
                        limit: int) -> tuple[int, int, memoryview]:
     """(elements, block size in elements, payload) of a bitshuffle_lz4 value, validated."""
@@ -492,8 +533,7 @@ def _padded(payload: Any, pad: int) -> np.ndarray:
 
 
 def _bitshuffle_decompress(view: memoryview, dtype: np.dtype, expected: int | None, limit: int) -> np.ndarray:
-    import bitshuffle
-
+    bitshuffle = _bitshuffle()
     n_elements, block, payload = _bitshuffle_layout(view, dtype, expected, limit)
     if n_elements == 0:
         return np.empty(0, dtype=dtype)
@@ -513,8 +553,7 @@ def _bitshuffle_rows(view: memoryview, spec: ChannelSpec, step: int) -> np.ndarr
     Returns None when that would not save much (most blocks needed, or rows in the short tail block);
     the caller then decodes the whole value.
     """
-    import bitshuffle
-
+    bitshuffle = _bitshuffle()
     n_elements, block, payload = _bitshuffle_layout(view, spec.dtype, spec.nbytes, spec.nbytes)
     height, width = spec.shape
     if n_elements == 0 or height == 0 or width == 0:
@@ -588,11 +627,10 @@ def _bitshuffle_block_offsets(payload: memoryview, n_elements: int, block: int, 
         raise BsreadError("bad-compression", "bitshuffle payload length does not match its blocks")
     # Offsets only grow, so a final offset == end means no block overran the payload; LZ4 cannot
     # expand a block's data by more than ~2x, so longer blocks are corrupt.
-    if blocks:
-        lengths = np.diff(np.asarray(offsets, dtype=np.int64)) - 4
-        limits = block * itemsize * 2 + 64
-        if (lengths[:full] > limits).any() or (last and lengths[-1] > last * itemsize * 2 + 64):
-            raise BsreadError("bad-compression", "bitshuffle block overruns its size")
+    if full and max(map(int.__sub__, offsets[1:full + 1], offsets[:full])) > block * itemsize * 2 + 68:
+        raise BsreadError("bad-compression", "bitshuffle block longer than its data can compress to")
+    if last and offsets[-1] - offsets[-2] > last * itemsize * 2 + 68:
+        raise BsreadError("bad-compression", "bitshuffle block longer than its data can compress to")
     return offsets
 
 
@@ -641,8 +679,7 @@ def compress(data: np.ndarray, compression: str, encoding: str = "little") -> by
         order = ">I" if encoding == "big" else "<I"
         return struct.pack(order, data.nbytes) + lz4.block.compress(data.tobytes(), store_size=False)
     if compression == "bitshuffle_lz4":
-        import bitshuffle
-
+        bitshuffle = _bitshuffle()
         itemsize = data.dtype.itemsize
         block = _bitshuffle_default_block(itemsize)
         # bitshuffle transposes bytes of a given width; byte order does not matter to it.
