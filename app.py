@@ -257,12 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     def shutdown(signum: int, _frame: Any) -> None:
+        # Only the first signal interrupts: another one (a second Ctrl-C, a TERM sent to the whole
+        # process group) must not break off the clean-up below with a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise _Shutdown(signum)
 
-    signal.signal(signal.SIGINT, shutdown)
-    signal.signal(signal.SIGTERM, shutdown)
     log.info("Stream Online Viewer on http://%s:%d/ showing %s", config.host, config.port, source.label)
     try:
+        signal.signal(signal.SIGINT, shutdown)
+        signal.signal(signal.SIGTERM, shutdown)
         server.run()
     except _Shutdown as stop:
         log.info("signal %d: shutting down", stop.args[0])
