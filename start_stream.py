@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                  config.dtype, config.delay_s)
     sent = simulator.run()
     logging.info("sent %d messages", sent)
+    # The socket lingers until its last messages have left; terminating the context waits for that.
+    zmq.Context.instance().term()
     return 0
 
 

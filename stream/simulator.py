@@ -20,6 +20,7 @@ from .codec import COMPRESSIONS, Encoder
 log = logging.getLogger(__name__)
 
 NOISE_FRAMES = 8  # precomputed noise fields, cycled: large frames stay cheap to produce
+FLUSH_LINGER_MS = 5000  # after the last of `count` messages: how long queued ones may take to leave
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ class Simulator:
                 elif wait < -1.0:  # far behind (machine busy): do not burst to catch up
                     deadline = time.monotonic()
         finally:
-            socket.close(0)
+            # Stopped: drop what is still queued. Done (`count` sent): let it leave, or `-n 5` would
+            # deliver fewer than 5 messages when the last ones are still in ZeroMQ's queue.
+            socket.close(linger=0 if self._stop.is_set() else FLUSH_LINGER_MS)
             self._socket = None
         return self.sent
 

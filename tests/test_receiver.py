@@ -1,0 +1,423 @@
+"""Receiver end to end over real ZeroMQ on 127.0.0.1 (PULL/SUB, connect/bind), plus pulse-id counting.
+
+Every wait is deadline based (`wait_until`); the timeouts are generous bounds for a loaded machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import zmq
+
+import stream.receiver as receiver_module
+from stream.codec import Encoder
+from stream.receiver import PulseCounter, Receiver
+from stream.ring_buffer import RingBuffer
+from stream.simulator import BeamModel, Simulator, SimulatorConfig
+from tests.helpers import LOCALHOST, bind_retry, free_port, send_multipart, wait_until
+from tests.test_codec import MALFORMED, hand_message, stamp_bytes
+
+T0 = 1_700_000_000.0
+
+
+def encode(pulse_id: int, encoder: Encoder | None = None, **channels: Any) -> list[bytes]:
+    channels = channels or {"beam_energy": 5.0 + pulse_id * 1e-3}
+    return (encoder or Encoder()).encode(pulse_id, T0 + pulse_id * 0.01, channels)
+
+
+def bound_sender(make_socket: Callable[[int], zmq.Socket], kind: int = zmq.PUSH) -> tuple[zmq.Socket, str]:
+    sock = make_socket(kind)
+    port = sock.bind_to_random_port(f"tcp://{LOCALHOST}")
+    return sock, f"tcp://{LOCALHOST}:{port}"
+
+
+def pulse_ids(receiver: Receiver) -> list[int]:
+    return receiver.buffer.read().column("pulse_id").tolist()
+
+
+# ------------------------------------------------------------------------------ pulse-id counting
+
+
+def observe(ids: list[int]) -> PulseCounter:
+    counter = PulseCounter()
+    for pulse_id in ids:
+        counter.observe(pulse_id)
+    return counter
+
+
+def test_consecutive_pulses_have_no_gaps() -> None:
+    counter = observe(list(range(1000, 1100)))
+    assert (counter.missed, counter.duplicated, counter.reverted, counter.jumps) == (0, 0, 0, 0)
+    assert counter.step == 1 and counter.last == 1099
+
+
+def test_missed_pulses_at_step_one() -> None:
+    counter = observe([1, 2, 3, 4, 8, 9, 10, 12])  # 5, 6, 7 and 11 missing
+    assert counter.missed == 4 and counter.step == 1
+
+
+def test_learned_step_of_a_10_hz_camera_on_a_100_hz_machine() -> None:
+    counter = observe([10, 20, 30, 50])
+    assert counter.step == 10
+    assert counter.missed == 1  # pulse 40, not 19 pulse ids
+
+
+def test_learned_step_over_a_longer_stream() -> None:
+    ids = [i * 10 for i in range(1, 60) if i not in (15, 30, 31)]
+    counter = observe(ids)
+    assert counter.step == 10 and counter.missed == 3
+
+
+def test_duplicated_and_reverted_pulses() -> None:
+    counter = observe([1, 2, 2, 3, 1, 2, 3, 4])
+    assert counter.duplicated == 1
+    assert counter.reverted == 1
+    assert counter.missed == 0
+
+
+def test_huge_forward_jump_is_a_restart_not_missed_pulses() -> None:
+    counter = observe([1, 2, 3, 10_000_000_000, 10_000_000_001])
+    assert counter.jumps == 1 and counter.missed == 0
+
+
+# ------------------------------------------------------------------------------ end to end: modes
+
+
+def test_pull_connect_receives_every_message(make_socket, start_receiver) -> None:
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address, mode="pull")
+    health = receiver.health()
+    assert health.state == "waiting" and health.received == 0 and health.last_pulse_id is None
+    encoder = Encoder()
+    sizes = 0
+    for pulse_id in range(1, 21):
+        parts = encode(pulse_id, encoder, beam_energy=5.0 + pulse_id / 100, image=np.full((4, 6), pulse_id, np.uint8))
+        sizes += sum(len(p) for p in parts)
+        send_multipart(sender, parts)
+    wait_until(lambda: receiver.buffer.count == 20, message="20 messages")
+    health = receiver.health()
+    assert health.state == "live"
+    assert health.received == 20 and health.bytes_received == sizes
+    assert health.invalid == 0 and health.invalid_by_reason == {}
+    assert health.last_pulse_id == 20 and health.missed_pulses == 0
+    assert health.address == address and health.channels == ("beam_energy",)
+    assert health.last_message_age_s is not None and health.last_message_age_s >= 0
+    assert pulse_ids(receiver) == list(range(1, 21))
+    np.testing.assert_allclose(receiver.buffer.read().column("beam_energy"), [5.0 + i / 100 for i in range(1, 21)])
+    np.testing.assert_array_equal(receiver.buffer.latest_frame().image(), np.full((4, 6), 20, np.uint8))
+
+
+def test_pull_bind_receives_from_a_connecting_sender(make_socket, start_receiver) -> None:
+    address = f"tcp://{LOCALHOST}:{free_port()}"
+    receiver = start_receiver(address, mode="pull", bind=True)
+    sender = make_socket(zmq.PUSH)
+    sender.connect(address)
+    for pulse_id in range(1, 6):
+        send_multipart(sender, encode(pulse_id))
+    wait_until(lambda: receiver.buffer.count == 5)
+    assert pulse_ids(receiver) == [1, 2, 3, 4, 5]
+    assert receiver.health().state == "live"
+
+
+def _send_until_received(sender: zmq.Socket, receiver: Receiver, first_pulse: int) -> int:
+    """PUB drops messages until the subscription has arrived: send until one gets through."""
+    pulse = [first_pulse]
+
+    def one_more() -> bool:
+        sender.send_multipart(encode(pulse[0]))
+        pulse[0] += 1
+        return receiver.buffer.count > 0 and receiver.health().last_pulse_id is not None
+
+    wait_until(one_more, interval=0.05, message="first message through PUB/SUB")
+    return pulse[0]
+
+
+def _check_sub_delivery(sender: zmq.Socket, receiver: Receiver) -> None:
+    next_pulse = _send_until_received(sender, receiver, first_pulse=1)
+    wait_until(lambda: receiver.health().last_pulse_id == next_pulse - 1, message="in-flight messages")
+    before = receiver.buffer.count
+    for pulse_id in range(1000, 1010):
+        sender.send_multipart(encode(pulse_id))
+    wait_until(lambda: receiver.buffer.count == before + 10, message="10 messages after subscribing")
+    assert pulse_ids(receiver)[-10:] == list(range(1000, 1010))
+
+
+def test_sub_connect_receives_from_a_publisher(make_socket, start_receiver) -> None:
+    sender, address = bound_sender(make_socket, zmq.PUB)
+    receiver = start_receiver(address, mode="sub")
+    _check_sub_delivery(sender, receiver)
+
+
+def test_sub_bind_receives_from_a_connecting_publisher(make_socket, start_receiver) -> None:
+    address = f"tcp://{LOCALHOST}:{free_port()}"
+    receiver = start_receiver(address, mode="sub", bind=True)
+    sender = make_socket(zmq.PUB)
+    sender.connect(address)
+    _check_sub_delivery(sender, receiver)
+
+
+def test_invalid_mode_and_address_in_use(make_socket, zctx) -> None:
+    with pytest.raises(ValueError):
+        Receiver("tcp://127.0.0.1:1", RingBuffer(10), mode="push")
+    taken, address = bound_sender(make_socket)
+    receiver = Receiver(address, RingBuffer(10), bind=True, context=zctx)
+    with pytest.raises(zmq.ZMQError):
+        receiver.start()  # reported synchronously, not lost in the thread
+    assert not receiver.running
+
+
+# --------------------------------------------------------------------------------- robustness
+
+DECODE_TIME_REASONS = ["bad-main-header", "bad-data-header", "part-count", "size-mismatch", "unknown-type",
+                       "bad-compression", "bad-hash", "bad-timestamp", "bad-shape", "absurd-shape"]
+
+
+def _malformed_by_reason() -> list[tuple[str, list[bytes]]]:
+    """One malformed message per reason code, detected by decode() itself (not on value access)."""
+    chosen = {
+        "bad-main-header": "main not json",
+        "bad-data-header": "data header wrong htype",
+        "part-count": "timestamp missing",
+        "size-mismatch": "value too short",
+        "unknown-type": "unknown type",
+        "bad-compression": "unknown dh_compression",
+        "bad-hash": "hash mismatch",
+        "bad-timestamp": "timestamp 8 bytes",
+        "bad-shape": "shape negative",
+        "absurd-shape": "absurd image",
+    }
+    cases = []
+    for reason in DECODE_TIME_REASONS:
+        build, expected = MALFORMED[chosen[reason]]
+        assert expected == reason
+        cases.append((reason, build()))
+    return cases
+
+
+def test_malformed_messages_are_counted_and_good_ones_still_received(make_socket, start_receiver) -> None:
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address)
+    expected: collections.Counter[str] = collections.Counter()
+    good = 0
+    encoder = Encoder()
+    for round_ in range(2):
+        for reason, parts in _malformed_by_reason():
+            send_multipart(sender, encode(100 * round_ + good + 1, encoder))
+            good += 1
+            send_multipart(sender, parts)
+            expected[reason] += 1
+        send_multipart(sender, [b"just one part"])
+        expected["part-count"] += 1
+    send_multipart(sender, encode(1000, encoder))
+    good += 1
+    bad = sum(expected.values())
+    wait_until(lambda: receiver.health().received == good and receiver.health().invalid == bad,
+               message=f"{good} good and {bad} invalid messages")
+    health = receiver.health()
+    assert dict(health.invalid_by_reason) == dict(expected)
+    assert health.state == "live" and health.last_pulse_id == 1000
+    assert receiver.buffer.count == good
+    assert health.receiver_restarts == 0
+
+
+def test_value_decoding_errors_are_counted(make_socket, start_receiver) -> None:
+    """A corrupt compressed scalar passes decode() but fails when the ring buffer reads it."""
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address)
+    channels = [{"name": "good"}, {"name": "bad", "compression": "lz4"}]
+    parts = hand_message(channels, [struct.pack("<d", 1.0), stamp_bytes(),
+                                    struct.pack("<I", 8) + b"\xff" * 5, stamp_bytes()], pulse_id=1)
+    send_multipart(sender, parts)
+    send_multipart(sender, encode(2))
+    wait_until(lambda: receiver.buffer.count == 2)
+    health = receiver.health()
+    assert health.received == 2
+    assert dict(health.invalid_by_reason) == {"bad-compression": 1}
+
+
+def test_pulse_accounting_through_the_receiver(make_socket, start_receiver) -> None:
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address)
+    ids = [10, 20, 30, 50, 50, 60, 40]  # 40 missed, 50 duplicated, 40 late (reverted)
+    for pulse_id in ids:
+        send_multipart(sender, encode(pulse_id))
+    wait_until(lambda: receiver.health().received == len(ids))
+    health = receiver.health()
+    assert health.pulse_step == 10
+    assert (health.missed_pulses, health.duplicated_pulses, health.reverted_pulses) == (1, 1, 1)
+    assert health.last_pulse_id == 40
+
+
+@pytest.mark.parametrize(("mode", "bind"), [("pull", False), ("pull", True), ("sub", False)])
+def test_survives_sender_restart(make_socket, start_receiver, mode: str, bind: bool) -> None:
+    kind = zmq.PUSH if mode == "pull" else zmq.PUB
+    if bind:
+        address = f"tcp://{LOCALHOST}:{free_port()}"
+        receiver = start_receiver(address, mode=mode, bind=True)
+    else:
+        first, address = bound_sender(make_socket, kind)
+        receiver = start_receiver(address, mode=mode)
+
+    def sender() -> zmq.Socket:
+        sock = make_socket(kind)
+        if bind:
+            sock.connect(address)
+        else:
+            bind_retry(sock, address)
+        return sock
+
+    for generation in range(3):
+        sock = first if generation == 0 and not bind else sender()
+        before = receiver.buffer.count
+        base = 1000 * (generation + 1)
+        if mode == "sub":
+            _send_until_received_after(sock, receiver, before, base)
+        else:
+            for i in range(3):
+                send_multipart(sock, encode(base + i))
+            wait_until(lambda: receiver.buffer.count == before + 3, message=f"generation {generation}")
+            assert pulse_ids(receiver)[-3:] == [base, base + 1, base + 2]
+        sock.close(0)  # the sender goes away; the next generation binds/connects afresh
+    health = receiver.health()
+    assert health.receiver_restarts == 0 and health.invalid == 0
+
+
+def _send_until_received_after(sock: zmq.Socket, receiver: Receiver, before: int, base: int) -> None:
+    pulse = [base]
+
+    def one_more() -> bool:
+        sock.send_multipart(encode(pulse[0]))
+        pulse[0] += 1
+        # Messages of the previous publisher may still be arriving: look for this one's pulse ids.
+        return bool((receiver.buffer.read(since=before).column("pulse_id") >= base).any())
+
+    wait_until(one_more, interval=0.05, message="messages after the publisher restarted")
+
+
+def test_survives_an_exception_in_its_own_loop(make_socket, start_receiver) -> None:
+    calls = []
+
+    def on_message(message) -> None:
+        calls.append(message.pulse_id)
+        if len(calls) == 1:
+            raise RuntimeError("bug in a callback")
+
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address, on_message=on_message)
+    send_multipart(sender, encode(1))
+    wait_until(lambda: receiver.health().receiver_restarts == 1)
+    assert "bug in a callback" in receiver.health().last_error
+    # The socket was recreated. Messages the PUSH wrote into the dead connection are lost (ZeroMQ),
+    # so keep sending, as a real stream would, until they arrive through the new one.
+    pulse = [2]
+
+    def sending() -> bool:
+        send_multipart(sender, encode(pulse[0]))
+        pulse[0] += 1
+        return receiver.health().received >= 3
+
+    wait_until(sending, interval=0.02, message="messages after the restart")
+    assert receiver.running and receiver.health().receiver_restarts == 1
+    assert len(calls) == receiver.health().received + 0  # every decoded message reached the callback
+
+
+# -------------------------------------------------------------------------------- stop and state
+
+
+@pytest.mark.parametrize(("mode", "bind"), [("pull", False), ("sub", True)])
+def test_stop_returns_quickly_while_idle(start_receiver, mode: str, bind: bool) -> None:
+    receiver = start_receiver(f"tcp://{LOCALHOST}:{free_port()}", mode=mode, bind=bind)
+    assert receiver.running
+    started = time.monotonic()
+    receiver.stop()
+    assert time.monotonic() - started < 1.5
+    assert not receiver.running and receiver.health().state == "stopped"
+
+
+def test_stop_returns_quickly_while_receiving(zctx, start_receiver) -> None:
+    simulator = Simulator(SimulatorConfig(port=0, host=LOCALHOST, delay_s=0.01, width=320, height=240, seed=1),
+                          context=zctx)
+    simulator.bind()
+    receiver = start_receiver(simulator.address)
+    simulator.start()
+    try:
+        wait_until(lambda: receiver.buffer.count >= 10, message="stream flowing")
+        started = time.monotonic()
+        receiver.stop()
+        assert time.monotonic() - started < 1.5
+        assert not receiver.running and receiver.health().state == "stopped"
+    finally:
+        simulator.stop()
+
+
+def test_state_waiting_live_stalled_live(make_socket, start_receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receiver_module, "STALL_MIN_S", 0.3)
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address)
+    assert receiver.health().state == "waiting"
+    assert receiver.health().rate_hz == 0.0
+    pulse = [1]
+
+    def sending_until_live() -> bool:
+        send_multipart(sender, encode(pulse[0]))
+        pulse[0] += 1
+        return pulse[0] > 3 and receiver.health().state == "live"
+
+    wait_until(sending_until_live, interval=0.02, message="live")
+    live = receiver.health()
+    assert live.stall_limit_s >= 0.3 and live.received >= 1
+
+    stalled = wait_until(lambda: (h := receiver.health()).state == "stalled" and h, message="stalled")
+    assert stalled.last_message_age_s > 0.3
+    assert stalled.rate_hz == 0.0 or stalled.last_message_age_s <= receiver_module.RATE_WINDOW_S
+
+    wait_until(sending_until_live, interval=0.02, message="live again")
+    assert receiver.health().received > stalled.received
+
+
+def test_rates_are_reported_while_live(make_socket, start_receiver) -> None:
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address)
+    pulse = [1]
+
+    def sending() -> bool:
+        send_multipart(sender, encode(pulse[0], image=np.zeros((100, 100))))
+        pulse[0] += 1
+        health = receiver.health()
+        return health.received >= 10 and health.rate_hz > 0 and health.data_rate_mbps > 0
+
+    wait_until(sending, interval=0.01, message="non-zero rates")
+
+
+# ------------------------------------------------------------------------------ simulator into receiver
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4", "bitshuffle_lz4"])
+@pytest.mark.parametrize("dtype", ["float64", "uint16"])
+def test_simulator_into_receiver(zctx, start_receiver, compression: str, dtype: str) -> None:
+    config = SimulatorConfig(port=0, host=LOCALHOST, delay_s=0.0, count=5, compression=compression, width=160,
+                             height=120, dtype=dtype, seed=5, start_pulse_id=77)
+    simulator = Simulator(config, context=zctx)
+    simulator.bind()
+    received = []
+    receiver = start_receiver(simulator.address, on_message=received.append)
+    simulator.start()
+    wait_until(lambda: len(received) == 5, message="5 simulated messages")
+    simulator.stop()
+    model = BeamModel(160, 120, dtype, seed=5)
+    for offset, message in enumerate(received):
+        expected = model.next()
+        assert message.pulse_id == 77 + offset
+        assert set(message.channels) == set(expected)
+        np.testing.assert_array_equal(message.value("image"), expected["image"])
+        assert message.value("image").dtype == np.dtype(dtype)
+        for name in ("image_profile_x", "image_profile_y", "beam_energy", "repetition_rate", "image_size_x",
+                     "image_size_y"):
+            np.testing.assert_array_equal(message.value(name), expected[name])
+        assert message.channels["image"].spec.compression == compression
+    assert receiver.health().missed_pulses == 0
