@@ -46,9 +46,11 @@ def serve(app: Any, threads: int = 16) -> Iterator[str]:
         wait_until(lambda: _answers(url + "/api/status"), timeout=20, message="app did not answer /api/status")
         yield url
     finally:
-        server.close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+        # Close the listener and every connection from inside the server's own loop: closing them
+        # from this thread races with its select() (EBADF, a traceback in the server thread).
+        server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
         thread.join(5)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
 
 
 def _answers(url: str) -> bool:
