@@ -91,13 +91,18 @@ def _positions(n: int) -> np.ndarray:
     return pos
 
 
-def _median(a: np.ndarray) -> float:
-    """np.median of a finite, non-empty 1-D array (same value), without its per-call overhead."""
+def _median(a: np.ndarray, scratch: bool = False) -> float:
+    """np.median of a finite, non-empty 1-D array (same value), without its per-call overhead.
+
+    `scratch`: `a` is a temporary the caller no longer needs; it is partitioned in place.
+    """
     n = a.size
     k = n >> 1
+    part = a if scratch else a.copy()
     if n & 1:
-        return float(np.partition(a, k)[k])
-    part = np.partition(a, (k - 1, k))
+        part.partition(k)
+        return float(part[k])
+    part.partition((k - 1, k))
     return (float(part[k - 1]) + float(part[k])) / 2.0
 
 
@@ -120,7 +125,7 @@ def _profile_moments(profile: np.ndarray, step: float) -> tuple[float, float, fl
             p = np.where(finite, p, _median(p[finite]))
     background = _median(p)
     signal = p - background
-    sigma = 1.4826 * _median(np.abs(signal))
+    sigma = 1.4826 * _median(np.abs(signal), scratch=True)
     peak = np.where(signal > 3.0 * sigma, signal, 0.0)
     total = float(peak.sum())
     if total <= 0.0:
