@@ -389,7 +389,8 @@ def run_throughput(ctx, args) -> dict:
                     if "error" in r:
                         print(f"   [{rep + 1}] {kind:<4} ERROR {r['error']}", flush=True)
                         continue
-                    extra = f"  receiver thread {r['thread_cpu']:.0%}" if "thread_cpu" in r else ""
+                    extra = (f"  receiver thread {r['thread_cpu']:.0%} ({r['thread_cpu'] / r['msgs'] * 1e6:.0f} us/msg)"
+                             if "thread_cpu" in r else "")
                     print(f"   [{rep + 1}] {kind:<4} {r['msgs']:8.1f} msg/s  {r['msgs'] * mean_bytes / 1e6:8.1f} MB/s"
                           f"  process cpu {r['process_cpu']:.0%}{extra}", flush=True)
         finally:
@@ -405,6 +406,7 @@ def run_throughput(ctx, args) -> dict:
                              "process_cpu": statistics.median(r["process_cpu"] for r in ok)}
             if kind == "ours":
                 summary[kind]["thread_cpu"] = statistics.median(r["thread_cpu"] for r in ok)
+                summary[kind]["thread_us_per_msg"] = statistics.median(r["thread_cpu"] / r["msgs"] * 1e6 for r in ok)
                 summary[kind]["invalid"] = sum(r["invalid"] for r in ok)
                 summary[kind]["restarts"] = sum(r["restarts"] for r in ok)
         results[name] = {"label": config["label"], "mean_bytes": mean_bytes, "summary": summary, "runs": runs}
@@ -477,6 +479,13 @@ def machine() -> dict:
             "kernel": platform.release()}
 
 
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def ratio(a: dict, b: dict) -> float | None:
     if "msgs" not in a or "msgs" not in b or not b["msgs"]:
         return None
@@ -516,11 +525,13 @@ def report(results: dict, soak: dict | None, args, info: dict) -> str:
                      + f" | {fmt(ratio(ours, raw))} | {fmt(ratio(psi, raw))} | {fmt(ratio(ours, psi))}"
                      + f" | {goal_text} | {met} |")
     lines.append("")
-    lines.append("| stream | ours: receiver thread CPU | ours: process CPU | raw: process CPU | psi: process CPU |")
-    lines.append("|---|---:|---:|---:|---:|")
+    lines.append("| stream | ours: receiver thread CPU | ours: thread CPU per message | ours: process CPU |"
+                 " raw: process CPU | psi: process CPU |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
     for name, res in results.items():
         s = res["summary"]
         lines.append(f"| {res['label']} | {fmt(s.get('ours', {}).get('thread_cpu'), '.0%')} | "
+                     f"{fmt(s.get('ours', {}).get('thread_us_per_msg'), '.0f')} µs | "
                      f"{fmt(s.get('ours', {}).get('process_cpu'), '.0%')} | "
                      f"{fmt(s.get('raw', {}).get('process_cpu'), '.0%')} | {fmt(s.get('psi', {}).get('process_cpu'), '.0%')} |")
     if soak:
@@ -565,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  {info['nproc']} x {info['cpu']}  python {info['python']}  "
           f"pyzmq {info['pyzmq']} (libzmq {info['libzmq']})  numpy {info['numpy']}  psi-bsread {info['psi_bsread']}")
     print(f"command: {command}")
+    load_start = loadavg()
+    print(f"load average at start: {load_start}")
     print(f"window {args.seconds:g} s after {args.warmup:g} s warm-up, {args.repeat} repetition(s), "
           f"viewer {args.viewer_hz:g} Hz")
     ctx = mp.get_context("spawn")
@@ -572,11 +585,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {} if args.soak_only else run_throughput(ctx, args)
     soak = None if args.skip_soak else run_soak(ctx, args)
     text = report(results, soak, args, info)
+    load_end = loadavg()
     print("\n" + text)
+    print(f"\nload average: {load_start} at start, {load_end} at the end")
     print(f"\n(total {time.monotonic() - started:.0f} s)")
     out = args.json or ROOT / "bench" / "results" / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": info, "command": command,
+                               "loadavg_start": load_start, "loadavg_end": load_end,
                                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                "throughput": results, "soak": soak, "report": text}, indent=1, default=str))
     print(f"raw results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
