@@ -656,8 +656,12 @@ def _value_spec(name: str, value: Any, compression: str, encoding: str) -> dict[
     return {"name": name, "type": type_name, "shape": shape, "encoding": encoding, "compression": compression}
 
 
-def encode_value(spec: ChannelSpec, value: Any) -> bytes:
-    """Serialise (and compress) one value according to `spec`; None gives an empty frame."""
+def encode_value(spec: ChannelSpec, value: Any, copy: bool = True) -> bytes | memoryview:
+    """Serialise (and compress) one value according to `spec`; None gives an empty frame.
+
+    With copy=False an uncompressed array already in the right type and byte order is returned as a
+    view of its own memory (no copy); the caller must then leave the array unchanged until it is sent.
+    """
     if value is None:
         return b""
     if spec.is_string:
@@ -666,6 +670,8 @@ def encode_value(spec: ChannelSpec, value: Any) -> bytes:
         data = np.ascontiguousarray(np.asarray(value, dtype=spec.dtype)).reshape(-1)
         if data.size != spec.size:
             raise ValueError(f"channel {spec.name!r}: {data.size} elements for shape {spec.shape}")
+        if not copy and spec.compression == "none":
+            return memoryview(data).cast("B")
     return compress(data, spec.compression, spec.encoding)
 
 
@@ -721,11 +727,13 @@ class Encoder:
         compression: str | Mapping[str, str] = "none",
         encoding: str = "little",
         channel_timestamps: Mapping[str, float | None] | None = None,
-    ) -> list[bytes]:
+        copy: bool = True,
+    ) -> list[bytes | memoryview]:
         """Encode one message. `channels` maps name -> value (numpy array, scalar, str or None).
 
         A None value is sent as an empty value (the channel keeps a float64 scalar spec unless the
         layout already knows it). `compression` is one name or a per-channel mapping.
+        copy=False: uncompressed arrays become views of the caller's arrays (see `encode_value`).
         """
         items = list(channels.items()) if isinstance(channels, Mapping) else list(channels)
 
@@ -762,7 +770,7 @@ class Encoder:
                 parts += [b"", b""]
                 continue
             stamp = timestamp if channel_timestamps is None else channel_timestamps.get(name, timestamp)
-            parts.append(encode_value(spec, value))
+            parts.append(encode_value(spec, value, copy=copy))
             if stamp is None:
                 parts.append(b"")
             else:

@@ -34,7 +34,9 @@ class LiveSource:
         self.simulated = address is None
         self._simulator: Simulator | None = None
         if self.simulated:
-            config = simulator or SimulatorConfig(port=0, delay_s=0.01, host="127.0.0.1", mode="push")
+            # In-process camera: inproc hands the frames to the receiver without copies or a TCP stack.
+            config = simulator or SimulatorConfig(port=0, delay_s=0.01, host="127.0.0.1", mode="push",
+                                                  transport="inproc")
             self._simulator = Simulator(config)
             mode = "pull" if config.mode == "push" else "sub"
         self.mode = mode
