@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ log = logging.getLogger("stream_online_viewer")
 THEME = "slate"  # a dark Bootswatch theme, served from the installed bootstrap-flask package
 VENDOR_URL = "/vendor/bootstrap.min.css"
 HISTORY_MIN_PERIOD_S = 1.0  # history charts redraw at most once a second (SVG redraw is the browser's cost)
+# Dash callbacks computing at once. More would only queue for the GIL, and every thread in that queue
+# delays the receiver thread, which needs the GIL back after each ZeroMQ frame: with 50 browsers and
+# 16 threads computing, a 100 Hz stream lost half its messages (bench/soak.py, docs/hardening.md).
+CALLBACK_CONCURRENCY = 4
+CALLBACK_QUEUE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,7 @@ def create_app(config: Config, source: Any) -> Any:
     callbacks.export.register_api(server, source)
     if config.auth:
         _require_basic_auth(server, config.auth)
+    _limit_callback_concurrency(server, CALLBACK_CONCURRENCY)
 
     @server.after_request
     def security_headers(response):
@@ -180,6 +187,27 @@ def create_app(config: Config, source: Any) -> Any:
         return response
 
     return app
+
+
+def _limit_callback_concurrency(server: Any, limit: int) -> None:
+    """Let at most `limit` callback requests compute at once; the others wait without holding the GIL."""
+    import flask
+
+    gate = threading.BoundedSemaphore(limit)
+
+    @server.before_request
+    def admit():
+        if flask.request.path != "/_dash-update-component":
+            return None
+        if not gate.acquire(timeout=CALLBACK_QUEUE_TIMEOUT_S):
+            return flask.Response("server busy\n", status=503, headers={"Retry-After": "1"})
+        flask.g.admitted = True
+        return None
+
+    @server.teardown_request
+    def release(_exc):
+        if flask.g.pop("admitted", False):
+            gate.release()
 
 
 def _require_basic_auth(server: Any, credentials: str) -> None:
@@ -199,6 +227,31 @@ def _require_basic_auth(server: Any, credentials: str) -> None:
             return flask.Response("authentication required\n", status=401,
                                   headers={"WWW-Authenticate": 'Basic realm="Stream Online Viewer"'})
         return None
+
+
+class _RateLimit(logging.Filter):
+    """Lets at most one record through per `interval_s`; counts the rest.
+
+    waitress warns "Task queue depth is N" for every request that waits for a worker thread: with
+    many browsers that is hundreds of log lines a second, written to disk for nothing.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._next = 0.0
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return False
+        if self._suppressed:
+            record.msg = f"{record.msg} ({self._suppressed} similar warnings in the last {self.interval_s:.0f} s)"
+        self._next = now + self.interval_s
+        self._suppressed = 0
+        return True
 
 
 class _Shutdown(Exception):
@@ -223,6 +276,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("waitress.queue").addFilter(_RateLimit(60.0))
     config = parse_args(argv)
     import waitress.server
     import zmq
