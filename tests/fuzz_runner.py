@@ -1,0 +1,357 @@
+"""The fuzz campaign against the running app: shared by tests/test_fuzz_campaign.py (short) and bench/fuzz.py (long).
+
+`run_campaign(messages, seed)` starts `python app.py --stream tcp://127.0.0.1:P` as a subprocess
+(a segfault kills the app, not the test runner), binds a PUSH on P and runs three phases:
+
+  A  `messages` fuzz cases (tests/fuzz_messages.py) sent as fast as the app takes them, while one
+     simulated browser renders the latest frame continuously and another polls the health panel;
+     every case is fed to the Oracle too, so the app must have accepted exactly as many messages
+     and counted at least the oracle's rejections and record-time bad values, by reason.
+  B  lockstep checks of the lazy paths: a corrupt compressed image is counted when a browser renders
+     it (and the previous frame stays up), a corrupt scalar or profile when it is recorded; the next
+     good frame is displayed each time.
+  C  valid-but-odd data is displayed, not rejected: NaN readings, 1x1 and 10000x10 images, a missing
+     channel, channels appearing and disappearing (one named like an XSS payload), pulse ids going back.
+
+Returns a JSON-ready dict of figures and a list of `failures` (empty = pass).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import struct
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import numpy as np
+import psutil
+import zmq
+
+from components import ids
+from stream.codec import Encoder
+
+from .dash_client import DashClient, dependencies, text_of
+from .fuzz_messages import BASE_TIME, OK, XSS_NAME, Case, Fuzzer, Oracle
+from .helpers import free_port, send_multipart, wait_until
+from .live_app import app_process
+
+
+def status(url: str) -> dict:
+    with urllib.request.urlopen(url + "/api/status", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _has_image_payload(reply_body: dict) -> bool:
+    """The image callback's figure patch assigns a new base64 z (the frame really went out)."""
+    figure = (reply_body or {}).get(ids.IMAGE_GRAPH, {}).get("figure")
+    if not isinstance(figure, dict):
+        return False
+    return any(op.get("location") == ["data", 0, "z"] and "bdata" in json.dumps(op.get("params"))
+               for op in figure.get("operations", []))
+
+
+class Browser(threading.Thread):
+    """Calls one callback in a loop until stopped; keeps status codes and exceptions."""
+
+    def __init__(self, client: DashClient, call: str, period_s: float) -> None:
+        super().__init__(daemon=True)
+        self.client, self.call, self.period_s = client, call, period_s
+        self.stop = threading.Event()
+        self.codes: collections.Counter[int] = collections.Counter()
+        self.exceptions: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                reply = getattr(self.client, self.call)()
+                self.codes[reply.status] += 1
+            except Exception as exc:  # any failure to answer is a finding
+                self.exceptions.append(f"{exc.__class__.__name__}: {exc}")
+            self.stop.wait(self.period_s)
+
+
+class Campaign:
+    def __init__(self, url: str, push: zmq.Socket, process: Any, seed: int) -> None:
+        self.url, self.push, self.process = url, push, process
+        self.callbacks = dependencies(url)
+        self.client = DashClient(url, self.callbacks)
+        self.fuzzer = Fuzzer(seed)
+        self.encoder = Encoder()
+        self.failures: list[str] = []
+        self.figures: dict[str, Any] = {}
+        self.pulse = 50_000_000
+
+    def check(self, ok: bool, what: str) -> bool:
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    def send(self, frames: list[bytes]) -> None:
+        send_multipart(self.push, frames, timeout=30)
+
+    def good(self, pulse_id: int | None = None, **channels: Any) -> int:
+        """Send one valid camera message (plus `channels`); returns its pulse id."""
+        if pulse_id is None:
+            self.pulse += 1
+            pulse_id = self.pulse
+        values = self.fuzzer.values()
+        values.update(channels)
+        values = {k: v for k, v in values.items() if v is not ...}
+        self.send(self.encoder.encode(pulse_id, BASE_TIME + pulse_id * 0.01, values))
+        return pulse_id
+
+    def wait_received(self, count: int, timeout: float = 30.0) -> dict:
+        return wait_until(lambda: (lambda s: s if s["received"] >= count else None)(status(self.url)), timeout,
+                          message=f"app did not receive {count} messages")
+
+    def displayed(self, pulse_id: int, timeout: float = 15.0) -> dict | None:
+        """Ask for the image until the app shows `pulse_id`; returns the reply body that carried it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = self.client.image()
+            if reply.status != 200:
+                self.failures.append(f"image callback answered HTTP {reply.status}")
+                return None
+            body = reply.body or {}
+            shown = (body.get(ids.IMAGE_RESPONSE) or {}).get("data", {}).get("pulse_id")
+            if shown == pulse_id:
+                return body
+            time.sleep(0.02)
+        return None
+
+    # ------------------------------------------------------------------ phase A
+
+    def phase_a(self, messages: int) -> None:
+        oracle = Oracle()
+        before = status(self.url)
+        renderer = Browser(DashClient(self.url, self.callbacks), "image", 0.005)
+        health = Browser(DashClient(self.url, self.callbacks), "health", 0.2)
+        renderer.start()
+        health.start()
+        kinds: collections.Counter[str] = collections.Counter()
+        started = time.monotonic()
+        try:
+            for _ in range(messages):
+                case = self.fuzzer.case()
+                kinds[case.kind] += 1
+                oracle.feed(case)
+                self.send(case.frames)
+            expected_received = before["received"] + oracle.accepted
+            after = self.wait_received(expected_received, timeout=60 + messages / 50)
+        finally:
+            elapsed = time.monotonic() - started
+            renderer.stop.set()
+            health.stop.set()
+            renderer.join(30)
+            health.join(30)
+        # Every case is accounted for: accepted ones received, the rest counted by reason.
+        self.check(after["received"] == expected_received,
+                   f"received {after['received'] - before['received']} of {oracle.accepted} acceptable messages")
+        expected = oracle.rejected + oracle.record_bad
+        app_counts = collections.Counter(after["invalid_by_reason"]) - collections.Counter(before["invalid_by_reason"])
+        for reason, count in expected.items():
+            self.check(app_counts[reason] >= count, f"{reason}: app counted {app_counts[reason]}, expected >= {count}")
+        render_time = sum(app_counts.values()) - sum(expected.values())
+        self.check(render_time >= 0, f"app counted {render_time} fewer invalid values than the oracle")
+        self.check(not oracle.mismatches, f"decoder outcome differs from the case's claim: {oracle.mismatches[:5]}")
+        for browser in (renderer, health):
+            bad = {code: n for code, n in browser.codes.items() if code != 200}
+            self.check(not bad and not browser.exceptions,
+                       f"{browser.call} callback during the fuzz: {bad} {browser.exceptions[:3]}")
+        self.figures["phase_a"] = {
+            "messages": messages,
+            "seconds": round(elapsed, 2),
+            "messages_per_s": round(messages / elapsed, 1),
+            "accepted": oracle.accepted,
+            "rejected_on_arrival": dict(oracle.rejected),
+            "bad_values_when_recorded": dict(oracle.record_bad),
+            "bad_images_when_rendered": render_time,
+            "app_invalid_by_reason": dict(app_counts),
+            "cases_by_family": dict(sorted(kinds.items())),
+            "renders_requested": sum(renderer.codes.values()),
+            "health_polls": sum(health.codes.values()),
+        }
+
+    # ------------------------------------------------------------------ phase B
+
+    def corrupt_image(self, compression: str) -> list[bytes]:
+        self.pulse += 1
+        values = self.fuzzer.values()  # with profiles: statistics do not touch the image on arrival
+        frames = self.encoder.encode(self.pulse, BASE_TIME + self.pulse * 0.01, values,
+                                     compression={"image": compression})
+        header = json.loads(frames[1])
+        index = 2 + 2 * [c["name"] for c in header["channels"]].index("image")
+        value = bytearray(frames[index])
+        if compression == "lz4":
+            value[4:] = bytes([0xF0]) + bytes([255] * 200)  # literal run far past the end
+        else:
+            struct.pack_into(">I", value, 12, 5)  # first block's length: framing no longer adds up
+        frames[index] = bytes(value)
+        return frames
+
+    def corrupt_scalar(self) -> list[bytes]:
+        self.pulse += 1
+        case = self.fuzzer.corrupt_scalar()
+        return case.frames
+
+    def phase_b(self, rounds: int) -> None:
+        results: collections.Counter[str] = collections.Counter()
+        for round_ in range(rounds):
+            kind = ("bitshuffle-image", "lz4-image", "scalar", "profile")[round_ % 4]
+            shown = self.good()
+            self.check(self.displayed(shown) is not None, f"good frame {shown} not displayed before {kind}")
+            before = status(self.url)
+            if kind.endswith("image"):
+                frames = self.corrupt_image("bitshuffle_lz4" if kind.startswith("bitshuffle") else "lz4")
+            elif kind == "scalar":
+                frames = self.fuzzer.corrupt_scalar().frames
+            else:
+                frames = self.fuzzer.corrupt_profile().frames
+            self.send(frames)
+            after = self.wait_received(before["received"] + 1)
+            if kind.endswith("image"):
+                # Counted only once a browser asks for it; until then the count must not move.
+                self.check(after["invalid"] == before["invalid"], f"corrupt {kind} counted before it was rendered")
+                deadline = time.monotonic() + 15
+                while status(self.url)["invalid"] == before["invalid"] and time.monotonic() < deadline:
+                    reply = self.client.image()
+                    self.check(reply.status == 200, f"image callback HTTP {reply.status} on a corrupt frame")
+                    time.sleep(0.02)
+                # The browser keeps the previous frame: nothing new was rendered.
+                reply = self.client.image()
+                still = (reply.body or {}).get(ids.IMAGE_RESPONSE, {}).get("data", {}).get("pulse_id")
+                self.check(still == shown, f"after a corrupt {kind} the app shows pulse {still}, not {shown}")
+            final = wait_until(lambda: (lambda s: s if s["invalid"] > before["invalid"] else None)(status(self.url)),
+                               15, message=f"corrupt {kind} never counted")
+            delta = collections.Counter(final["invalid_by_reason"]) - collections.Counter(before["invalid_by_reason"])
+            self.check(sum(delta.values()) == 1, f"corrupt {kind} counted {dict(delta)} (want exactly one)")
+            # A second look must not count the same frame again.
+            if kind.endswith("image"):
+                self.client.image()
+                self.check(status(self.url)["invalid"] == final["invalid"], f"corrupt {kind} counted twice")
+            results[f"{kind}:{','.join(delta)}"] += 1
+            nxt = self.good()
+            body = self.displayed(nxt)
+            self.check(body is not None and _has_image_payload(body),
+                       f"next good frame {nxt} after a corrupt {kind} was not displayed with its image")
+            if kind == "scalar":
+                energy = (body or {}).get(ids.BEAM_ENERGY, {}).get("children")
+                self.check(energy not in (None, "—"), f"energy after a corrupt scalar reads {energy!r}")
+        self.figures["phase_b"] = dict(results)
+
+    # ------------------------------------------------------------------ phase C
+
+    def phase_c(self) -> None:
+        seen: dict[str, Any] = {}
+        before = status(self.url)
+
+        pid = self.good(beam_energy=np.float64(np.nan))
+        body = self.displayed(pid) or {}
+        energy = body.get(ids.BEAM_ENERGY, {}).get("children")
+        self.check(energy == "—", f"NaN energy shown as {energy!r}")
+        seen["nan_energy_shown_as"] = energy
+
+        for shape in ((1, 1), (10000, 10)):
+            image = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
+            pid = self.good(image=image, image_profile_x=image.sum(axis=0).astype(np.float64),
+                            image_profile_y=image.sum(axis=1).astype(np.float64))
+            body = self.displayed(pid)
+            info = (body or {}).get(ids.IMAGE_INFO, {}).get("children", "")
+            self.check(body is not None and _has_image_payload(body) and f"{shape[1]} × {shape[0]} px" in info,
+                       f"{shape} image not displayed (info {info!r})")
+            seen[f"image_{shape[0]}x{shape[1]}"] = info
+
+        shown = self.good()
+        self.displayed(shown)
+        pid = self.good(image=None)  # this pulse has no image: previous frame stays, readings move on
+        deadline = time.monotonic() + 10
+        pulse_text = None
+        while time.monotonic() < deadline:
+            reply = self.client.image()
+            pulse_text = (reply.body or {}).get(ids.PULSE_ID, {}).get("children")
+            if pulse_text == str(pid):
+                break
+            time.sleep(0.02)
+        self.check(pulse_text == str(pid), f"pulse id reading {pulse_text!r} after a pulse without image, want {pid}")
+        frame = (self.client.image_response or {}).get("pulse_id")
+        self.check(frame == shown, f"a pulse without image replaced the frame ({frame} instead of {shown})")
+        seen["missing_image"] = {"reading": pulse_text, "frame_shown": frame}
+
+        pid = self.good(**{"camera_gain": np.float64(2.5), XSS_NAME: np.float64(1.0)})
+        self.wait_received(status(self.url)["received"])
+        health = self.client.health()
+        options = (health.body or {}).get(ids.CHANNEL_SELECT, {}).get("options") or self.client.channel_options or []
+        labels = [o.get("label") for o in options]
+        self.check("camera_gain" in labels and XSS_NAME in labels, f"new channels missing from the list: {labels}")
+        pid = self.good(beam_energy=...)  # channels disappear again
+        body = self.displayed(pid)
+        self.check(body is not None, "message without beam_energy/camera_gain not displayed")
+        seen["channels_after_churn"] = labels
+
+        now = status(self.url)
+        back = self.good(pulse_id=now["last_pulse_id"] - 1000)  # sender restarted with older ids
+        body = self.displayed(back)
+        after = status(self.url)
+        self.check(body is not None, f"pulse {back} (id going backwards) not displayed")
+        self.check(after["reverted_pulses"] > now["reverted_pulses"], "reverted pulse id not counted")
+        self.check(after["invalid"] == before["invalid"], f"valid-but-odd data was rejected: "
+                   f"{collections.Counter(after['invalid_by_reason']) - collections.Counter(before['invalid_by_reason'])}")
+        self.check(after["nonfinite_values"] > before["nonfinite_values"], "NaN reading not counted as non-finite")
+        self.figures["phase_c"] = seen
+
+
+def run_campaign(messages: int = 1500, seed: int = 1, lockstep_rounds: int = 20) -> dict:
+    port = free_port()
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.setsockopt(zmq.SNDHWM, 100)
+    push.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        with app_process(["--stream", f"tcp://127.0.0.1:{port}", "-d", "0.01"]) as (url, process):
+            campaign = Campaign(url, push, process, seed)
+            proc = psutil.Process(process.pid)
+            for _ in range(50):  # warm-up: allocations of a normal stream, one rendered frame
+                campaign.good()
+            wait_until(lambda: campaign.displayed(campaign.pulse, timeout=1), 20, message="warm-up frame")
+            rss0, threads0 = proc.memory_info().rss, proc.num_threads()
+            campaign.phase_a(messages)
+            rss1 = proc.memory_info().rss
+            campaign.phase_b(lockstep_rounds)
+            campaign.phase_c()
+            final = status(url)
+            rss2, threads2 = proc.memory_info().rss, proc.num_threads()
+            panel = campaign.client.health()
+            text = text_of((panel.body or {}).get(ids.HEALTH_PANEL, {}).get("children"))
+            campaign.check(process.poll() is None, f"app exited with {process.returncode}")
+            campaign.check(final["state"] == "live", f"receiver state {final['state']} after the campaign")
+            campaign.check(final["receiver_restarts"] == 0,
+                           f"receiver loop raised {final['receiver_restarts']} times: {final['last_error']}")
+            campaign.check(f"invalid messages|{final['invalid']}" in text,
+                           f"health panel does not show {final['invalid']} invalid messages: {text[:300]}")
+            missing = [r for r, n in final["invalid_by_reason"].items() if f"{r}|{n}" not in text]
+            campaign.check(not missing, f"health panel lacks reasons {missing}")
+            campaign.check(threads2 <= threads0 + 2, f"app threads {threads0} -> {threads2}")
+            result = {
+                "messages": messages,
+                "seed": seed,
+                "figures": campaign.figures,
+                "final_status": {k: final[k] for k in ("received", "invalid", "invalid_by_reason", "reverted_pulses",
+                                                      "nonfinite_values", "receiver_restarts", "state")},
+                "rss_mb": {"after_warmup": round(rss0 / 1e6, 1), "after_fuzz": round(rss1 / 1e6, 1),
+                           "end": round(rss2 / 1e6, 1), "growth": round((rss2 - rss0) / 1e6, 1)},
+                "threads": {"after_warmup": threads0, "end": threads2},
+                "health_panel_text": text,
+                "failures": campaign.failures,
+            }
+        # app_process sent SIGTERM on exit; a crash would have shown as a non-zero/-11 code.
+        result["app_exit_code"] = process.returncode
+        if process.returncode not in (0, None):
+            result["failures"].append(f"app exited with {process.returncode}")
+        return result
+    finally:
+        push.close(0)
+        context.term()
