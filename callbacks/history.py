@@ -11,7 +11,7 @@ from dash import ClientsideFunction, Dash, Input, Output, State, ctx, no_update
 
 from components import ids
 from components.history_panel import (BEAM_TRACES, MAX_POINTS, WINDOWS, bucket_rows, bucketize, extend_data, history_figure,
-                                      stats_table, window_start, window_statistics)
+                                      stats_table, window_rows, window_start, window_statistics)
 from stream.ring_buffer import ChannelNames, RingBuffer
 
 GRAPHS = (ids.ENERGY_HISTORY, ids.RATE_HISTORY, ids.BEAM_HISTORY, ids.CHANNEL_HISTORY)
@@ -58,11 +58,16 @@ def history_update(buffer: RingBuffer, rate_hz: float, names: ChannelNames, wind
     all_columns = tuple(dict.fromkeys(c for chart in charts for c in chart))
     last = last or {}
     count = buffer.count
-    if reset or last.get("key") != key or not isinstance(last.get("cursor"), int) or last["cursor"] > count:
-        k = bucket_rows(window, rate_hz, min(count, buffer.capacity), buffer.capacity)
+    k = bucket_rows(window, rate_hz, min(count, buffer.capacity), buffer.capacity)
+    # Buckets twice as coarse are due (the "all" window filled up, or the rate rose): redraw.
+    rebucket = isinstance(last.get("k"), int) and k >= 2 * last["k"]
+    if (reset or rebucket or last.get("key") != key or not isinstance(last.get("cursor"), int)
+            or last["cursor"] > count):
         start = window_start(count, window, rate_hz, buffer.capacity)
         cursor, data = bucketize(buffer.read(since=start), k, all_columns, x_mode)
-        points = math.ceil(max(count - start, 1) / k) + 1
+        # Room for the whole window, not only for the rows buffered now: a browser that connects
+        # early must not be stuck with a chart as short as the history was then.
+        points = math.ceil(window_rows(window, rate_hz, buffer.capacity) / k) + 1
         titles = (("Beam energy", "GeV"), ("Repetition rate", "Hz"), ("Beam centroid and rms size", "px"),
                   (channel or "(choose a channel)", ""))
         figures = [history_figure(title, unit, chart, data, x_mode, uirevision=f"{graph}-{window}-{x_mode}")

@@ -51,12 +51,17 @@ def bucket_rows(window: str, rate_hz: float, buffered_rows: int, capacity: int) 
     return max(1, math.ceil(min(rows, capacity) / MAX_POINTS))
 
 
-def window_start(history_end: int, window: str, rate_hz: float, capacity: int) -> int:
-    """First sequence number of the window (row-based, so a sender's clock cannot skew it)."""
+def window_rows(window: str, rate_hz: float, capacity: int) -> int:
+    """Rows a full window spans (row-based, so a sender's clock cannot skew it)."""
     seconds = WINDOWS.get(window, WINDOWS[DEFAULT_WINDOW])
     rate = rate_hz if rate_hz and math.isfinite(rate_hz) and rate_hz > 0 else NOMINAL_RATE_HZ
     rows = capacity if seconds is None else int(seconds * rate)
-    return max(0, history_end - min(rows, capacity))
+    return min(rows, capacity)
+
+
+def window_start(history_end: int, window: str, rate_hz: float, capacity: int) -> int:
+    """First sequence number of the window."""
+    return max(0, history_end - window_rows(window, rate_hz, capacity))
 
 
 def bucketize(history: History, k: int, columns: Sequence[str], x_mode: str, complete_only: bool = True
