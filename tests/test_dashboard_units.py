@@ -606,3 +606,63 @@ def test_health_rows_without_messages() -> None:
                                        "simulated camera", True))
     text = " | ".join(_leaves(rows))
     assert "never" in text and "—" in text
+
+
+# --------------------------------------------------------------------------------------------- history_update
+
+
+def fill(buffer: RingBuffer, count: int, rate_hz: float = 50.0) -> None:
+    from stream.codec import Decoder, Encoder
+
+    encoder, decoder = Encoder(), Decoder()  # one of each: the data header is parsed once
+    start = buffer.count
+    for i in range(start, start + count):
+        parts = encoder.encode(i + 1, 1_800_000_000.0 + i / rate_hz,
+                               {"beam_energy": 5.0 + (i % 7) / 100, "repetition_rate": rate_hz})
+        buffer.append(decoder.decode(parts))
+
+
+def test_history_chart_keeps_room_for_the_whole_window_when_connected_early() -> None:
+    """A browser that connects 2 s after start must still end up showing the whole minute."""
+    from dash import no_update
+
+    from callbacks.history import history_update
+    from stream.ring_buffer import ChannelNames
+
+    buffer = RingBuffer(100_000)
+    fill(buffer, 100)
+    rate = 50.0
+    _, _, response = history_update(buffer, rate, ChannelNames(), "1 min", "pulse_id", None, None, True, 1)
+    k = response["k"]
+    window_buckets = math.ceil(60 * rate / k)
+    fill(buffer, 60 * 50)  # one more minute
+    figures, extends, response = history_update(buffer, rate, ChannelNames(), "1 min", "pulse_id", None, response,
+                                                False, 2)
+    assert figures[0] is no_update
+    _, _, max_points = extends[0]
+    assert max_points >= window_buckets, "the chart would be trimmed to the rows buffered at connect time"
+    assert max_points <= MAX_POINTS + 1
+
+
+def test_history_all_window_rebuckets_as_the_history_grows() -> None:
+    from dash import no_update
+
+    from callbacks.history import history_update
+    from stream.ring_buffer import ChannelNames
+
+    buffer = RingBuffer(100_000)
+    fill(buffer, 100)
+    _, _, first = history_update(buffer, 50.0, ChannelNames(), "all", "pulse_id", None, None, True, 1)
+    points_sent = 0
+    last = first
+    for _ in range(8):
+        fill(buffer, 400)
+        figures, extends, last = history_update(buffer, 50.0, ChannelNames(), "all", "pulse_id", None, last, False, 2)
+        if figures[0] is not no_update:
+            points_sent = len(figures[0]["data"][0]["x"])
+        elif extends[0] is not no_update:
+            points_sent += len(extends[0][0]["x"][0])
+        # Whatever the browser holds stays near MAX_POINTS: buckets get coarser as "all" grows.
+        assert points_sent <= 2 * MAX_POINTS
+    assert last["k"] > first["k"]
+    assert math.ceil(buffer.count / last["k"]) <= 2 * MAX_POINTS
