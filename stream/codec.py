@@ -539,7 +539,8 @@ def _bitshuffle_decompress(view: memoryview, dtype: np.dtype, expected: int | No
         return np.empty(0, dtype=dtype)
     itemsize = dtype.itemsize
     _check_bitshuffle_framing(payload, n_elements, block, itemsize)
-    padded = _padded(payload, block * itemsize + 64)
+    # No block holds more than the whole value: the (sender-chosen) block size must not size the padding.
+    padded = _padded(payload, min(block, n_elements) * itemsize + 64)
     try:
         out = bitshuffle.decompress_lz4(padded, (n_elements,), np.dtype(f"u{itemsize}"), block)
     except Exception as exc:

@@ -133,6 +133,8 @@ def _profile_moments(profile: np.ndarray, step: float) -> tuple[float, float, fl
     pos = _positions(p.size)
     centroid = float(np.dot(pos, peak) / total)
     rms = math.sqrt(max(float(np.dot((pos - centroid) ** 2, peak) / total), 0.0))
+    if not (math.isfinite(centroid) and math.isfinite(rms)):  # values so large that the moments overflow
+        return float(signal.sum()), math.nan, math.nan
     half = max(4.0 * rms, 3.0)
     lo, hi = int(max(0, math.floor(centroid - half))), int(min(p.size, math.ceil(centroid + half) + 1))
     window = np.maximum(signal[lo:hi], 0.0)

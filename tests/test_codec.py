@@ -730,3 +730,27 @@ def test_absurd_claims_rejected_without_allocating(entry: dict[str, Any], value:
         tracemalloc.stop()
     assert info.value.reason in ("absurd-shape", "size-mismatch", "bad-compression")
     assert peak < 1024 * 1024, f"peak {peak} bytes"
+
+
+@pytest.mark.parametrize("block_bytes", [8192, 2**20, 2**31 - 8])
+def test_bitshuffle_block_size_does_not_size_allocations(block_bytes: int) -> None:
+    """The block size is the sender's claim; 112 bytes claiming a 2 GiB block must not cost 2 GiB."""
+    values = np.arange(100, dtype=np.uint8)
+    frame = struct.pack(">qi", values.nbytes, block_bytes) + bitshuffle.compress_lz4(values, 0).tobytes()
+    channel = {"name": "v", "type": "uint8", "shape": [100], "compression": "bitshuffle_lz4"}
+    header = json.dumps({"htype": "bsr_d-1.1", "channels": [channel]}).encode()
+    packed_header = bitshuffle.compress_lz4(np.frombuffer(header, np.uint8), 0).tobytes()
+    parts = hand_message([channel], [frame, stamp_bytes()])
+    parts[1] = struct.pack(">qi", len(header), block_bytes) + packed_header  # the data header too
+    main = json.loads(parts[0])
+    main.update(dh_compression="bitshuffle_lz4", hash=hashlib.md5(parts[1]).hexdigest())
+    parts[0] = json.dumps(main).encode()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        value = decode(parts).value("v")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(value, values)
+    assert peak < 1024 * 1024, f"peak {peak} bytes"

@@ -345,3 +345,14 @@ def test_buffer_statistics_from_the_image_without_profiles(dtype: str) -> None:
     assert stats["centroid_y"] == pytest.approx(CY, abs=0.5)
     assert stats["rms_x"] == pytest.approx(SX, rel=0.15)
     assert stats["rms_y"] == pytest.approx(SY, rel=0.15)
+
+
+def test_statistics_of_overflowing_values_are_nan_not_an_exception() -> None:
+    """Finite but huge readings (a corrupt or hostile frame) overflow the moments: NaN, never a crash."""
+    for profile in ([1e308] * 3 + [0.0] * 5, [0.0] * 5 + [1.7e308] * 2):
+        _, cx, _, rx, _ = beam_statistics(np.array(profile), np.ones(4))
+        assert math.isnan(cx) and math.isnan(rx)
+    buffer = RingBuffer(capacity=4)
+    buffer.append(make_message(1, {"image_profile_x": np.array([0.0] * 5 + [1.7e308] * 2),
+                                   "image_profile_y": np.ones(5), "image": np.full((5, 7), 1.7e308)}))
+    assert buffer.count == 1 and math.isnan(buffer.read().column(CENTROID_X)[0])
