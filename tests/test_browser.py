@@ -1,0 +1,271 @@
+"""What a person sees, in headless Chromium: the heatmap is drawn, the readings advance, the state says
+live, two pages update at once, Pause holds the view and Resume catches up, the CSV downloads, and the
+page requests nothing from anywhere but this server (the control room is air-gapped).
+
+One app (simulated camera) and one browser for the whole module.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stream.ring_buffer import STATS_COLUMNS
+from stream.simulator import SimulatorConfig
+from stream.source import LiveSource
+from tests.helpers import wait_until
+from tests.live_app import get, running_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+    pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})", allow_module_level=True)
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+PAGE_TIMEOUT_S = 90.0  # first load parses ~5 MB of plotly.js on a loaded 2-core machine
+UPDATE_TIMEOUT_S = 30.0
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                # Pages in other windows must not be throttled (two pages update at once).
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows", "--window-size=1400,1000")
+
+READ_PAGE_JS = """
+const text = id => { const el = document.getElementById(id); return el ? el.textContent : null; };
+const fingerprint = s => {  // FNV-1a of the base64 levels: equal pictures, equal fingerprints
+    let h = 2166136261;
+    for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); }
+    return (h >>> 0).toString(16) + ':' + s.length;
+};
+const gd = document.querySelector('#image-graph .js-plotly-plot');
+let image = null;
+if (gd && gd.data && gd._fullData && gd._fullData[0]) {
+    const z = gd.data[0].z, full = gd._fullData[0].z;
+    image = {dtype: z ? z.dtype || null : null, bdata: z && z.bdata ? fingerprint(z.bdata) : null,
+             rows: full ? full.length : 0, cols: full && full[0] ? full[0].length : 0,
+             row_type: full && full[0] ? Object.prototype.toString.call(full[0]) : null};
+}
+const history = document.querySelector('#energy-history-graph .js-plotly-plot');
+const loops = window.streamViewerLoops || {};
+return {
+    state: text('stream-state'), pulse_id: text('pulse-id-value'), energy: text('beam-energy-value'),
+    rate: text('repetition-rate-value'), pause: text('pause-button'), hidden: document.hidden,
+    heatmap_drawn: !!document.querySelector('#image-graph .heatmaplayer image'),
+    image: image,
+    history_points: history && history.data && history.data[0] ? history.data[0].x.length : 0,
+    image_requests: loops.image ? loops.image.n : 0,
+    image_loop_idle: loops.image ? !loops.image.pending && loops.image.timer === null : false,
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, Any, Any]]:
+    # The real app on its simulated camera, at 50 Hz so the browser is not starved of CPU.
+    source = LiveSource(None, capacity=50_000,
+                        simulator=SimulatorConfig(port=0, delay_s=0.02, host="127.0.0.1", mode="push")).start()
+    try:
+        with running_app(["--history", "50000"], source=source) as app:
+            yield app
+    finally:
+        source.stop()
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(served, downloads: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request, for the origin check
+    options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
+    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        browser.set_page_load_timeout(PAGE_TIMEOUT_S)
+        browser.set_script_timeout(30)
+        browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        open_page(browser, served[0])
+        yield browser
+    finally:
+        browser.quit()
+
+
+def read_page(browser: Any) -> dict[str, Any]:
+    return browser.execute_script(READ_PAGE_JS)
+
+
+def open_page(browser: Any, url: str) -> dict[str, Any]:
+    browser.get(url)
+    return wait_until(lambda: (lambda page: page if page["heatmap_drawn"] and page["pulse_id"] not in (None, "—")
+                               else None)(read_page(browser)),
+                      timeout=PAGE_TIMEOUT_S, interval=0.2, message="the page never drew the image")
+
+
+def status(url: str) -> dict[str, Any]:
+    return json.loads(get(url + "/api/status")[1])
+
+
+def pulse_id(page: dict[str, Any]) -> int:
+    return int(page["pulse_id"])
+
+
+# ----------------------------------------------------------------------------------------------- tests
+
+
+def test_page_draws_the_image_and_the_readings_advance(served, driver, tmp_path: Path) -> None:
+    url = served[0]
+    first = read_page(driver)
+    assert driver.title == "Stream Online Viewer"
+    assert first["hidden"] is False
+    image = first["image"]
+    assert image["dtype"] == "u1" and image["bdata"], "z did not arrive as a base64 uint8 typed array"
+    assert image["row_type"] == "[object Uint8Array]"
+    assert image["rows"] >= 50 and image["cols"] >= 50  # a real picture, not the 1x1 placeholder
+    assert image["rows"] <= 480 and image["cols"] <= 640
+
+    later = wait_until(lambda: (lambda page: page if pulse_id(page) > pulse_id(first) else None)(read_page(driver)),
+                       timeout=UPDATE_TIMEOUT_S, interval=0.2, message="pulse id did not advance")
+    assert later["image"]["bdata"] != image["bdata"], "the heatmap did not change with the pulse"
+    assert later["state"] == "live"
+    assert later["energy"].endswith(" GeV") and 5.0 <= float(later["energy"].split()[0]) <= 5.5
+    assert later["rate"] == "100.00 Hz"
+    assert pulse_id(later) <= status(url)["last_pulse_id"]
+
+    page = wait_until(lambda: (lambda p: p if p["history_points"] >= 2 else None)(read_page(driver)),
+                      timeout=UPDATE_TIMEOUT_S, interval=0.2, message="energy history stayed empty")
+    more = wait_until(lambda: (lambda p: p if p["history_points"] > page["history_points"] else None)(read_page(driver)),
+                      timeout=UPDATE_TIMEOUT_S, interval=0.2, message="energy history did not grow")
+    assert more["history_points"] > page["history_points"]
+
+    shot = tmp_path / "dashboard.png"
+    assert driver.save_screenshot(str(shot))
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_two_pages_update_at_once(served, driver) -> None:
+    url = served[0]
+    first_window = driver.current_window_handle
+    driver.switch_to.new_window("window")
+    second_window = driver.current_window_handle
+    try:
+        open_page(driver, url)
+
+        def snapshot() -> dict[str, dict[str, Any]]:
+            pages = {}
+            for handle in (first_window, second_window):
+                driver.switch_to.window(handle)
+                pages[handle] = read_page(driver)
+            return pages
+
+        start = snapshot()
+
+        def both_advanced() -> dict[str, dict[str, Any]] | None:
+            now = snapshot()
+            ok = all(pulse_id(now[h]) > pulse_id(start[h]) and now[h]["image_requests"] > start[h]["image_requests"]
+                     and now[h]["image"]["bdata"] != start[h]["image"]["bdata"] for h in now)
+            return now if ok else None
+
+        # Each page keeps its own request loop going while the other one is open.
+        now = wait_until(both_advanced, timeout=UPDATE_TIMEOUT_S, interval=0.2, message="both pages did not update")
+        assert all(page["state"] == "live" for page in now.values())
+    finally:
+        driver.switch_to.window(second_window)
+        driver.close()
+        driver.switch_to.window(first_window)
+
+
+def test_pause_holds_the_view_and_resume_catches_up(served, driver) -> None:
+    url = served[0]
+    button = driver.find_element(By.ID, "pause-button")
+    assert button.text == "Pause"
+    button.click()
+    wait_until(lambda: read_page(driver)["pause"] == "Resume", timeout=UPDATE_TIMEOUT_S, message="button not Resume")
+    # An answer already in flight when Pause was clicked may still land; then the loop goes idle.
+    held = wait_until(lambda: (lambda page: page if page["image_loop_idle"] else None)(read_page(driver)),
+                      timeout=UPDATE_TIMEOUT_S, interval=0.1, message="the image loop did not stop")
+    received = status(url)["received"]
+    # Watch the paused page for a while: nothing it shows may change, although the stream goes on.
+    watch_until = time.monotonic() + 2.5
+    while time.monotonic() < watch_until:
+        page = read_page(driver)
+        assert page["pulse_id"] == held["pulse_id"], "the paused page kept updating"
+        assert page["image"]["bdata"] == held["image"]["bdata"], "the paused heatmap changed"
+        assert page["image_requests"] == held["image_requests"], "the paused page kept asking for frames"
+        time.sleep(0.2)
+    newest = status(url)
+    assert newest["received"] > received and newest["last_pulse_id"] > pulse_id(held)
+
+    driver.find_element(By.ID, "pause-button").click()
+    wait_until(lambda: read_page(driver)["pause"] == "Pause", timeout=UPDATE_TIMEOUT_S, message="button not Pause")
+    caught_up = wait_until(
+        lambda: (lambda page: page if pulse_id(page) >= newest["last_pulse_id"] else None)(read_page(driver)),
+        timeout=UPDATE_TIMEOUT_S, interval=0.1, message="resume did not catch up with the stream")
+    assert caught_up["image"]["bdata"] != held["image"]["bdata"]
+
+
+def test_export_csv_downloads_the_readings(served, driver, downloads: Path) -> None:
+    url = served[0]
+    before = set(downloads.iterdir())
+    channels = status(url)["channels"]
+    driver.find_element(By.ID, "export-csv-button").click()
+
+    def finished() -> list[Path]:
+        new = [p for p in set(downloads.iterdir()) - before if p.suffix == ".csv"]
+        partial = [p for p in downloads.iterdir() if p.name.endswith(".crdownload")]
+        return new if new and not partial else []
+
+    (csv_file,) = wait_until(finished, timeout=UPDATE_TIMEOUT_S, interval=0.2, message="no CSV was downloaded")
+    assert csv_file.name.startswith("readings-")
+    text = csv_file.read_text(encoding="utf-8")
+    header = text.splitlines()[0].split(",")
+    assert header == ["pulse_id", "timestamp", "timestamp_epoch", *channels, *STATS_COLUMNS]
+    frame = pd.read_csv(io.StringIO(text))
+    assert len(frame) > 50
+    assert (np.diff(frame["pulse_id"]) == 1).all(), "pulse ids in the export are not consecutive"
+    assert frame["timestamp"].str.endswith("Z").all()
+    assert frame["timestamp_epoch"].iloc[-1] - frame["timestamp_epoch"].iloc[0] <= 60  # the "1 min" window
+
+
+def test_every_request_goes_to_this_server(served, driver) -> None:
+    """Runs last: by now the page has loaded, updated, opened a second window and downloaded a file."""
+    url = served[0]
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+    requested: set[str] = set()
+    sockets: set[str] = set()
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent" and params.get("documentURL", "").startswith(origin):
+            requested.add(params["request"]["url"])
+        elif message["method"] == "Network.webSocketCreated":
+            sockets.add(params["url"])
+    resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert driver.current_url.startswith(origin)
+    assert any("plotly" in u for u in requested) and any("_dash-update-component" in u for u in requested)
+    assert resources
+    foreign = sorted(u for u in requested | set(resources) | sockets
+                     if not (u.startswith(origin + "/") or u.startswith(("data:", "blob:"))))
+    assert not foreign, f"the page reached beyond its own server: {foreign[:10]}"
