@@ -35,6 +35,7 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
 
 PAGE_TIMEOUT_S = 90.0  # first load parses ~5 MB of plotly.js on a loaded 2-core machine
 UPDATE_TIMEOUT_S = 30.0
@@ -57,7 +58,8 @@ if (gd && gd.data && gd._fullData && gd._fullData[0]) {
     const z = gd.data[0].z, full = gd._fullData[0].z;
     image = {dtype: z ? z.dtype || null : null, bdata: z && z.bdata ? fingerprint(z.bdata) : null,
              rows: full ? full.length : 0, cols: full && full[0] ? full[0].length : 0,
-             row_type: full && full[0] ? Object.prototype.toString.call(full[0]) : null};
+             row_type: full && full[0] ? Object.prototype.toString.call(full[0]) : null,
+             x0: gd.data[0].x0, dx: gd.data[0].dx, y0: gd.data[0].y0, colorscale: gd.data[0].colorscale};
 }
 const history = document.querySelector('#energy-history-graph .js-plotly-plot');
 const loops = window.streamViewerLoops || {};
@@ -224,6 +226,26 @@ def test_pause_holds_the_view_and_resume_catches_up(served, driver) -> None:
         lambda: (lambda page: page if pulse_id(page) >= newest["last_pulse_id"] else None)(read_page(driver)),
         timeout=UPDATE_TIMEOUT_S, interval=0.1, message="resume did not catch up with the stream")
     assert caught_up["image"]["bdata"] != held["image"]["bdata"]
+
+
+def test_zoom_is_shown_at_native_resolution_and_settings_apply(served, driver) -> None:
+    relayout = "Plotly.relayout(document.querySelector('#image-graph .js-plotly-plot'), arguments[0]);"
+    # A box zoom on pixels x 100..149, y 200..239 (the y axis runs downwards).
+    driver.execute_script(relayout, {"xaxis.range": [99.5, 149.5], "yaxis.range": [239.5, 199.5]})
+    zoomed = wait_until(lambda: (lambda page: page if page["image"]["x0"] == 100 else None)(read_page(driver)),
+                        timeout=UPDATE_TIMEOUT_S, interval=0.2, message="the zoomed region never arrived")
+    assert (zoomed["image"]["rows"], zoomed["image"]["cols"]) == (40, 50)
+    assert zoomed["image"]["dx"] == 1 and zoomed["image"]["y0"] == 200
+
+    driver.execute_script(relayout, {"xaxis.autorange": True, "yaxis.autorange": True})
+    full = wait_until(lambda: (lambda page: page if page["image"]["x0"] != 100 else None)(read_page(driver)),
+                      timeout=UPDATE_TIMEOUT_S, interval=0.2, message="zooming out did not restore the full frame")
+    assert full["image"]["dx"] > 1 and full["image"]["rows"] < 480 and full["image"]["cols"] > 50
+
+    Select(driver.find_element(By.ID, "image-colormap")).select_by_value("Jet")
+    wait_until(lambda: read_page(driver)["image"]["colorscale"] == "Jet", timeout=UPDATE_TIMEOUT_S, interval=0.2,
+               message="the colour map did not change")
+    Select(driver.find_element(By.ID, "image-colormap")).select_by_value("Viridis")
 
 
 def test_export_csv_downloads_the_readings(served, driver, downloads: Path) -> None:
