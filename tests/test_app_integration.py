@@ -517,3 +517,57 @@ def test_bsread_sender_history_increments(bsread_app) -> None:
     assert data["y"][0] == pytest.approx(new_ys[len(xs):], rel=1e-12)
     rate = tick[ids.RATE_HISTORY]["extendData"][0]
     assert rate["y"][0] == [100.0] * len(data["x"][0])
+
+
+def test_bsread_sender_going_quiet_marks_the_stream_stalled(bsread_app) -> None:
+    """Runs after the other bsread tests: the sender stops sending, the page must say so."""
+    url, _, camera = bsread_app
+    if len(camera.sent) < 40:
+        camera.send(40, first_pulse_id=7_000_000)
+    wait_until(lambda: status(url)["received"] >= len(camera.sent), timeout=LIVE_TIMEOUT_S)
+    client = DashClient(url)
+    fresh = image_request(client, 1)[ids.IMAGE_RESPONSE]["data"]
+    doc = wait_until(lambda: (lambda s: s if s["state"] == "stalled" else None)(status(url)), timeout=LIVE_TIMEOUT_S,
+                     interval=0.1, message="never stalled")
+    assert doc["last_message_age_s"] > doc["stall_limit_s"]
+    assert doc["received"] == len(camera.sent)
+    reply = image_request(client, 2, last=fresh)
+    assert reply[ids.IMAGE_RESPONSE]["data"]["stale"] is True
+    assigned = patch_assignments(reply[ids.IMAGE_GRAPH]["figure"])
+    (annotation,) = assigned[("layout", "annotations")]
+    assert annotation["text"].startswith("STALE")
+    assert reply[ids.PULSE_ID]["children"] == str(camera.sent[-1]["pulse_id"])  # the last values stay visible
+    health = client.call(f"{ids.HEALTH_INTERVAL}.n_intervals", {f"{ids.HEALTH_INTERVAL}.n_intervals": 5,
+                                                               f"{ids.CHANNEL_SELECT}.options": []})
+    assert health[ids.STREAM_STATE]["children"] == "stalled"
+    assert health[ids.STREAM_STATE]["color"] == "danger"
+
+    # And it recovers by itself when the sender comes back.
+    camera.send(5)
+    wait_until(lambda: status(url)["state"] == "live", timeout=LIVE_TIMEOUT_S, message="did not recover")
+    wait_until(lambda: status(url)["received"] >= len(camera.sent), timeout=LIVE_TIMEOUT_S)
+    stale = reply[ids.IMAGE_RESPONSE]["data"]
+    recovered = wait_until(lambda: (lambda r: r if r[ids.IMAGE_RESPONSE]["data"]["pulse_id"] == camera.sent[-1]["pulse_id"]
+                                    else None)(image_request(client, 3, last=stale)), timeout=LIVE_TIMEOUT_S,
+                           interval=0.1)
+    assert recovered[ids.IMAGE_RESPONSE]["data"]["stale"] is False
+    assert patch_assignments(recovered[ids.IMAGE_GRAPH]["figure"])[("layout", "annotations")] == []
+
+
+def test_before_the_first_message_everything_answers() -> None:
+    """Pointed at a stream that never sends: status, CSV, image and history all answer sensibly."""
+    with running_app(["-o", str(free_port())]) as (url, _, _):
+        doc = status(url)
+        assert doc["state"] == "waiting" and doc["received"] == 0
+        assert doc["last_pulse_id"] is None and doc["last_message_age_s"] is None and doc["channels"] == []
+        frame = readings(url)
+        assert len(frame) == 0 and list(frame.columns) == LEAD_COLUMNS + list(STATS_COLUMNS)
+        client = DashClient(url)
+        reply = image_request(client, 1)
+        assert ids.IMAGE_GRAPH not in reply  # nothing to draw yet: the placeholder stays
+        assert "waiting" in reply[ids.IMAGE_INFO]["children"]
+        assert reply[ids.PULSE_ID]["children"] == "—"
+        history = history_request(client, 1, None, trigger=ids.HISTORY_WINDOW)
+        assert history[ids.ENERGY_HISTORY]["figure"]["data"][0]["x"] == []
+        tick = history_request(client, 2, history[ids.HISTORY_RESPONSE]["data"])
+        assert all("extendData" not in value and "figure" not in value for value in tick.values())
