@@ -10,11 +10,15 @@ import pandas as pd
 from stream.ring_buffer import STATS_COLUMNS, History
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+LEAD_COLUMNS = ("pulse_id", "timestamp", "timestamp_epoch")
 
 
 def csv_column_name(name: str) -> str:
     """Channel names go out exactly as in the stream, except that a leading formula character is
-    quoted so a spreadsheet shows the name instead of evaluating it."""
+    quoted so a spreadsheet shows the name instead of evaluating it, and that a channel named like
+    one of the lead columns gets " (channel)" appended instead of replacing that column."""
+    if name in LEAD_COLUMNS:
+        return name + " (channel)"
     return "'" + name if name.startswith(_FORMULA_START) else name
 
 
