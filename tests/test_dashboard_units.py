@@ -666,3 +666,19 @@ def test_history_all_window_rebuckets_as_the_history_grows() -> None:
         assert points_sent <= 2 * MAX_POINTS
     assert last["k"] > first["k"]
     assert math.ceil(buffer.count / last["k"]) <= 2 * MAX_POINTS
+
+
+def test_csv_channel_named_like_a_lead_column_does_not_replace_it() -> None:
+    """A stream may carry a channel called timestamp_epoch; the pulse time must stay what it is."""
+    buffer = RingBuffer(10)
+    for i in range(3):
+        buffer.append(make_message(100 + i, {"timestamp_epoch": np.float64(-1.0 - i), "beam_energy": np.float64(5.0)},
+                                   timestamp=1_800_000_000.0 + i))
+    text = readings_csv(buffer.read())
+    header = text.split("\r\n")[0].split(",")
+    assert len(header) == len(set(header)), f"duplicate CSV columns: {header}"
+    frame = read_csv(text)
+    assert list(frame.columns[:3]) == ["pulse_id", "timestamp", "timestamp_epoch"]
+    assert list(frame["timestamp_epoch"]) == [1_800_000_000.0 + i for i in range(3)]
+    carrying = [c for c in frame.columns[3:] if list(frame[c]) == [-1.0, -2.0, -3.0]]
+    assert len(carrying) == 1 and "timestamp_epoch" in carrying[0]  # the channel's values are kept too
