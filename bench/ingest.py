@@ -335,6 +335,44 @@ def soak_consumer_main(address: str, viewer_hz: float, conn, stop) -> None:
     })
 
 
+def handle_cpu(config: dict, pool_size: int, repeat: int = 30) -> float:
+    """CPU seconds per message of Receiver.handle (decode + RingBuffer.append), in process, no socket.
+
+    Frames come from an inproc socket pair, so they are zmq.Frames as in the real receiver. The
+    minimum over `repeat` batches is reported: the least disturbed by other work on the machine.
+    """
+    import timeit
+
+    import zmq
+
+    from stream.receiver import Receiver
+    from stream.ring_buffer import RingBuffer
+
+    pool, hashes = build_pool(config, pool_size)
+    context = zmq.Context()
+    a, b = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+    a.bind("inproc://handle-cpu")
+    b.connect("inproc://handle-cpu")
+    messages = []
+    for i in range(64):
+        pulse_id = 10**9 + i
+        a.send_multipart([(MAIN_HEADER % (pulse_id, 1_700_000_000, 0, hashes[i % len(pool)])).encode(),
+                          *pool[i % len(pool)]], copy=False)
+        messages.append(b.recv_multipart(copy=False))
+    receiver = Receiver("tcp://127.0.0.1:1", RingBuffer())  # never started: handle() only
+    counter = iter(range(10**12))
+
+    def one() -> None:
+        receiver.handle(messages[next(counter) % len(messages)])
+
+    batch = 20 if config["width"] * config["height"] < 10**6 else 4
+    best = min(timeit.repeat(one, number=batch, repeat=repeat, timer=time.process_time)) / batch
+    a.close(0)
+    b.close(0)
+    context.term()
+    return best
+
+
 # ------------------------------------------------------------------------------------- orchestration
 
 
@@ -525,13 +563,14 @@ def report(results: dict, soak: dict | None, args, info: dict) -> str:
                      + f" | {fmt(ratio(ours, raw))} | {fmt(ratio(psi, raw))} | {fmt(ratio(ours, psi))}"
                      + f" | {goal_text} | {met} |")
     lines.append("")
-    lines.append("| stream | ours: receiver thread CPU | ours: thread CPU per message | ours: process CPU |"
-                 " raw: process CPU | psi: process CPU |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    lines.append("| stream | ours: receiver thread CPU | ours: thread CPU per message | Receiver.handle CPU per message"
+                 " (in process) | ours: process CPU | raw: process CPU | psi: process CPU |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for name, res in results.items():
         s = res["summary"]
         lines.append(f"| {res['label']} | {fmt(s.get('ours', {}).get('thread_cpu'), '.0%')} | "
                      f"{fmt(s.get('ours', {}).get('thread_us_per_msg'), '.0f')} µs | "
+                     f"{fmt(res['handle_cpu_s'] * 1e6 if 'handle_cpu_s' in res else None, '.0f')} µs | "
                      f"{fmt(s.get('ours', {}).get('process_cpu'), '.0%')} | "
                      f"{fmt(s.get('raw', {}).get('process_cpu'), '.0%')} | {fmt(s.get('psi', {}).get('process_cpu'), '.0%')} |")
     if soak:
@@ -560,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--viewer-hz", type=float, default=10.0,
                         help="how often the 'ours' consumer reads the latest frame and new rows (0 = never)")
     parser.add_argument("--skip-soak", action="store_true")
+    parser.add_argument("--skip-handle-cpu", action="store_true", help="skip the in-process CPU-per-message check")
     parser.add_argument("--soak-only", action="store_true")
     parser.add_argument("--soak-seconds", type=float, help="default 60, quick 10")
     parser.add_argument("--soak-hz", type=float, default=100.0)
@@ -582,7 +622,15 @@ def main(argv: list[str] | None = None) -> int:
           f"viewer {args.viewer_hz:g} Hz")
     ctx = mp.get_context("spawn")
     started = time.monotonic()
+    cpu = {}
+    if not args.soak_only and not args.skip_handle_cpu:
+        print("\n== Receiver.handle CPU per message (in process, no socket; min of 30 batches)", flush=True)
+        for name in args.configs:
+            cpu[name] = handle_cpu(CONFIGS[name], args.pool)
+            print(f"   {name:24s} {cpu[name] * 1e6:8.0f} µs", flush=True)
     results = {} if args.soak_only else run_throughput(ctx, args)
+    for name, value in cpu.items():
+        results[name]["handle_cpu_s"] = value
     soak = None if args.skip_soak else run_soak(ctx, args)
     text = report(results, soak, args, info)
     load_end = loadavg()
