@@ -11,6 +11,7 @@ and serves the Dash app with waitress.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import logging
 import os
@@ -333,4 +334,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is stopped. Spare the interpreter's final garbage collection over dash, plotly and
+    # pandas (most of a second on a busy machine), so that SIGTERM ends the process promptly.
+    gc.freeze()
+    sys.exit(code)
