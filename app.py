@@ -35,6 +35,9 @@ HISTORY_MIN_PERIOD_S = 1.0  # history charts redraw at most once a second (SVG r
 # 16 threads computing, a 100 Hz stream lost half its messages (bench/soak.py, docs/hardening.md).
 CALLBACK_CONCURRENCY = 4
 CALLBACK_QUEUE_TIMEOUT_S = 30.0
+# waitress accepts no new connection beyond its limit (default 100): 100 half-sent requests, or 50
+# browsers with two keep-alive connections each, would lock everybody else out.
+CONNECTION_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -191,14 +194,16 @@ def create_app(config: Config, source: Any) -> Any:
 
 
 def _limit_callback_concurrency(server: Any, limit: int) -> None:
-    """Let at most `limit` callback requests compute at once; the others wait without holding the GIL."""
+    """Let at most `limit` requests that compute (callbacks, CSV export) run at once; the others
+    wait without holding the GIL. Static files and /api/status are never held up by them."""
     import flask
 
     gate = threading.BoundedSemaphore(limit)
+    computing = ("/_dash-update-component", "/api/readings.csv")
 
     @server.before_request
     def admit():
-        if flask.request.path != "/_dash-update-component":
+        if flask.request.path not in computing:
             return None
         if not gate.acquire(timeout=CALLBACK_QUEUE_TIMEOUT_S):
             return flask.Response("server busy\n", status=503, headers={"Retry-After": "1"})
@@ -275,6 +280,32 @@ def _check_port_free(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
+def _unresolvable(address: str) -> str | None:
+    """Why the host of tcp://host:port cannot be resolved, or None if it can.
+
+    ZeroMQ's connect() accepts any name and retries in the background forever, so a typo in the
+    camera's host name would look like a silent camera; we check once, before connecting.
+    """
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host in ("*", "localhost"):
+        return None
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return None
+
+
+def _connection_limit() -> int:
+    """CONNECTION_LIMIT, kept well below the open-file limit (ZeroMQ and logging need descriptors too)."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    return max(16, min(CONNECTION_LIMIT, soft - 64))
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").addFilter(_RateLimit(60.0))
@@ -294,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     if not _is_loopback(config.host) and not config.auth:
         log.warning("serving on %s without --auth: anyone who can reach this machine can watch the stream",
                     config.host)
+    if config.stream is not None:
+        reason = _unresolvable(config.stream)
+        if reason is not None:
+            print(f"{prog}: cannot resolve the stream host of {config.stream}: {reason}", file=sys.stderr)
+            return 1
     names = ChannelNames(image=config.image_channel, energy=config.energy_channel, rate=config.rate_channel)
     source = LiveSource(config.stream, mode=config.mode, capacity=config.history, names=names)
     try:
@@ -305,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = waitress.server.create_server(app.server, host=config.host, port=config.port,
                                                threads=config.threads, channel_timeout=30,
+                                               connection_limit=_connection_limit(),
                                                max_request_body_size=1024 * 1024, ident="stream-online-viewer")
     except OSError as exc:
         source.stop()
