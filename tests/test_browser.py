@@ -30,7 +30,10 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-    pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})", allow_module_level=True)
+    _reason = f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})"
+    if os.environ.get("SOV_REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
+        pytest.fail(_reason + " and SOV_REQUIRE_BROWSER is set", pytrace=False)
+    pytest.skip(_reason, allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
