@@ -264,25 +264,25 @@ def test_bases_are_valid() -> None:
     assert len(BASES) >= 5
 
 
-@settings(FUZZ, max_examples=examples(400))
+@settings(FUZZ, max_examples=examples(300))
 @given(parts=mutated_messages(), warm=st.booleans())
 def test_mutated_messages(parts: list[bytes], warm: bool) -> None:
     check(parts, warm)
 
 
-@settings(FUZZ, max_examples=examples(150))
+@settings(FUZZ, max_examples=examples(100))
 @given(parts=truncated_messages(), warm=st.booleans())
 def test_truncated_messages(parts: list[bytes], warm: bool) -> None:
     check(parts, warm)
 
 
-@settings(FUZZ, max_examples=examples(300))
+@settings(FUZZ, max_examples=examples(200))
 @given(parts=structured_messages(), warm=st.booleans())
 def test_structured_random_headers(parts: list[bytes], warm: bool) -> None:
     check(parts, warm)
 
 
-@settings(FUZZ, max_examples=examples(150))
+@settings(FUZZ, max_examples=examples(100))
 @given(parts=random_json_messages(), warm=st.booleans())
 def test_random_json(parts: list[bytes], warm: bool) -> None:
     check(parts, warm)

@@ -144,12 +144,21 @@ def test_help() -> None:
     assert "default: 8888" in result.stdout  # defaults are shown
 
 
-@pytest.mark.parametrize("size", ["abc", "640", "0x480", "640x480x3", "-5x10", "99999x10", "640x"])
-def test_bad_size_is_a_clear_error(size: str) -> None:
+@pytest.mark.parametrize(("size", "complaint"), [("abc", "must look like 640x480"),
+                                               ("99999x10", "between 1 and 16384")])
+def test_bad_size_is_a_clear_error(size: str, complaint: str) -> None:
     result = run("--size", size, "-n", "1")
-    assert result.returncode != 0
-    assert "--size" in result.stderr and "Traceback" not in result.stderr
-    assert "usage:" in result.stderr
+    assert result.returncode == 2
+    assert "--size" in result.stderr and complaint in result.stderr and "usage:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("size", ["640", "0x480", "640x480x3", "-5x10", "640x", "x480", "1e3x10", "16385x1"])
+def test_parse_args_rejects_bad_sizes(size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        start_stream.parse_args(["--size", size])
+    assert info.value.code == 2
+    assert "--size" in capsys.readouterr().err
 
 
 def test_port_in_use_is_a_clear_error(make_socket) -> None:
