@@ -17,6 +17,10 @@
     };
     var state = {paused: false, config: {image_period_ms: 100, history_period_ms: 500}};
     var STUCK_MS = 5000;
+    // Readings and the info line are asked for this often at most: each changed text costs
+    // dash-renderer a re-index of the whole layout, and 4 Hz is as fast as anyone reads numbers.
+    var TEXT_PERIOD_MS = 250;
+    var textsAt = -Infinity;
 
     function graphSize() {
         var el = document.getElementById("image-graph");
@@ -36,7 +40,14 @@
         loop.sentAt = performance.now();
         loop.pending = true;
         var size = graphSize();
-        window.dash_clientside.set_props(loop.store, {data: {n: loop.n, w: size.w, h: size.h}});
+        var data = {n: loop.n, w: size.w, h: size.h};
+        if (name === "image") {
+            data.texts = loop.sentAt - textsAt >= TEXT_PERIOD_MS;
+            if (data.texts) {
+                textsAt = loop.sentAt;
+            }
+        }
+        window.dash_clientside.set_props(loop.store, {data: data});
     }
 
     function period(name) {

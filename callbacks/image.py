@@ -72,11 +72,40 @@ def image_update(cache: FrameCache, source: Any, names: ChannelNames, request: d
                     origin=[payload["x0"], payload["y0"]])
     unchanged = last.get("seq") == entry.seq and last.get("view") == response["view"] and last.get("stale") == stale
     figure = no_update if unchanged else image_patch(entry, age if stale else None, last)
+    if request.get("texts") is False and last.get("stale") == stale and last.get("seq") is not None:
+        # The browser asks for the texts only a few times a second (viewer.js): every changed text
+        # makes dash-renderer re-index the whole layout, and nobody reads numbers changing at 20 Hz.
+        return (figure, response, no_update, *([no_update] * len(READING_IDS)))
     texts = readings_text(latest, names.energy, names.rate, tuple(payload["shape"]))
     return (figure, response, image_info(entry, age), *texts)
 
 
-def register(app: Dash, source: Any, cache: FrameCache, names: ChannelNames) -> None:
+def naive_image_update(source: Any, names: ChannelNames, request: dict | None) -> tuple:
+    """Benchmark baseline only (SOV_NAIVE_IMAGE=1): what this panel would cost done the obvious way.
+
+    A full-resolution `go.Figure(go.Heatmap(z=frame))` built for every request of every browser:
+    no shared cache, no binning, no Patch, readings every time.
+    """
+    import plotly.graph_objects as go
+
+    request = request or {}
+    frame = source.buffer.latest_frame()
+    buffer = source.buffer
+    latest = buffer.read(since=buffer.count - 1)
+    response = {"n": request.get("n"), "seq": None, "pulse_id": None, "stale": False}
+    if frame is None:
+        texts = readings_text(latest, names.energy, names.rate, None)
+        return (no_update, response, "waiting for the first frame…", *texts)
+    image = frame.image()
+    figure = go.Figure(go.Heatmap(z=image, colorscale="Viridis"),
+                       layout={"uirevision": "image", "margin": {"l": 50, "r": 10, "t": 10, "b": 30},
+                               "yaxis": {"autorange": "reversed", "scaleanchor": "x"}})
+    response.update(seq=frame.seq, pulse_id=frame.pulse_id, timestamp=frame.timestamp)
+    texts = readings_text(latest, names.energy, names.rate, image.shape)
+    return (figure, response, f"pulse {frame.pulse_id} (naive full-resolution figure)", *texts)
+
+
+def register(app: Dash, source: Any, cache: FrameCache, names: ChannelNames, naive: bool = False) -> None:
     app.clientside_callback(ClientsideFunction("viewer", "settings"), Output(ids.IMAGE_SETTINGS, "data"),
                             Input(ids.COLORMAP, "value"), Input(ids.SCALE, "value"), Input(ids.RANGE_MODE, "value"),
                             Input(ids.RANGE_MIN, "value"), Input(ids.RANGE_MAX, "value"))
@@ -104,6 +133,8 @@ def register(app: Dash, source: Any, cache: FrameCache, names: ChannelNames) -> 
         prevent_initial_call=True,
     )
     def refresh_image(request, last, view, settings):
+        if naive:
+            return naive_image_update(source, names, request)
         size = {"width": (request or {}).get("w"), "height": (request or {}).get("h")}
         return image_update(cache, source, names, request, last, view_from_settings(settings, {**(view or {}), **size}))
 
