@@ -38,6 +38,7 @@ CALLBACK_QUEUE_TIMEOUT_S = 30.0
 # waitress accepts no new connection beyond its limit (default 100): 100 half-sent requests, or 50
 # browsers with two keep-alive connections each, would lock everybody else out.
 CONNECTION_LIMIT = 1000
+SIGNAL_POLL_S = 0.1  # the server loop notices SIGTERM/SIGINT within this
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,14 @@ def create_app(config: Config, source: Any) -> Any:
         _require_basic_auth(server, config.auth)
     _limit_callback_concurrency(server, CALLBACK_CONCURRENCY)
 
+    @server.before_request
+    def no_dev_routes():
+        # Dash registers hot reload's poll even with dev tools off; it would only tell visitors
+        # which packages run here.
+        if flask.request.path == "/_reload-hash":
+            return flask.Response("not found\n", status=404, mimetype="text/plain")
+        return None
+
     @server.after_request
     def security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -263,10 +272,6 @@ class _RateLimit(logging.Filter):
         self._next = now + self.interval_s
         self._suppressed = 0
         return True
-
-
-class _Shutdown(Exception):
-    """Raised by the signal handler to leave waitress's loop in the main thread."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -353,23 +358,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
+    stop: list[int] = []
+
     def shutdown(signum: int, _frame: Any) -> None:
-        # Only the first signal interrupts: another one (a second Ctrl-C, a TERM sent to the whole
-        # process group) must not break off the clean-up below with a traceback.
+        # Only take note. An exception raised here lands wherever the main thread happens to be, and
+        # inside waitress's dispatcher that is a bare `except:` which swallowed it: the server then
+        # kept running and, ignoring further signals, never stopped.
+        # Further signals are ignored so that they cannot kill the interpreter while it tears down
+        # (it restores the default action of signals that have a Python handler).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise _Shutdown(signum)
+        stop.append(signum)
 
     log.info("Stream Online Viewer on http://%s:%d/ showing %s", config.host, config.port, source.label)
     try:
         signal.signal(signal.SIGINT, shutdown)
         signal.signal(signal.SIGTERM, shutdown)
-        server.run()
-    except _Shutdown as stop:
-        log.info("signal %d: shutting down", stop.args[0])
+        while not stop:  # waitress's server.run(), one short poll at a time so the flag is seen
+            server.asyncore.loop(timeout=SIGNAL_POLL_S, map=server._map, use_poll=server.adj.asyncore_use_poll,
+                                 count=1)
+        log.info("signal %d: shutting down", stop[0])
     finally:
-        server.close()
+        # Workers first: one finishing a request pulls the server's trigger, which must still be open
+        # (closing the server first gave "OSError: Bad file descriptor" tracebacks on SIGTERM).
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        server.close()
         source.stop(timeout=0.5)
     log.info("stopped")
     return 0
