@@ -133,13 +133,19 @@ def window_statistics(history: History, columns: Sequence[str]) -> dict[str, dic
     return result
 
 
+def plotly_text(text: str) -> str:
+    """Stream-supplied text (channel names) for plotly titles and legends, which understand a little
+    HTML: `<a href=...>` would become a link in the operator's page. Entities show as the characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def history_figure(title: str, unit: str, names: Sequence[str], data: Mapping[str, list], x_mode: str,
                    uirevision: str) -> dict[str, Any]:
     """A complete chart (plain dict, no go.Figure): one line per column name."""
     traces = []
     for index, name in enumerate(names):
         traces.append({
-            "type": "scatter", "mode": "lines", "name": name, "x": list(data.get("x", [])),
+            "type": "scatter", "mode": "lines", "name": plotly_text(name), "x": list(data.get("x", [])),
             "y": list(data.get(name, [])), "line": {"width": 1.2, "color": TRACE_COLORS[index % len(TRACE_COLORS)]},
             "connectgaps": False,
         })
@@ -152,7 +158,7 @@ def history_figure(title: str, unit: str, names: Sequence[str], data: Mapping[st
             "paper_bgcolor": "rgba(0,0,0,0)",
             "plot_bgcolor": "rgba(0,0,0,0)",
             "font": {"color": "#ddd", "size": 11},
-            "title": {"text": title, "font": {"size": 12}, "x": 0.01},
+            "title": {"text": plotly_text(title), "font": {"size": 12}, "x": 0.01},
             "showlegend": len(names) > 1,
             "legend": {"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
             # Each increment redraws the axes: few ticks, fixed angles and no overflow check keep it cheap.
