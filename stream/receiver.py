@@ -2,13 +2,14 @@
 
 The socket lives and dies inside the thread (ZeroMQ sockets are not thread-safe). The loop polls
 with a timeout so `stop()` is honoured within a second, survives malformed messages (counted by
-reason), sender restarts (ZeroMQ reconnects) and even unexpected exceptions in its own code (logged,
-counted, socket recreated). Health is published as an immutable `Health` snapshot.
+reason), sender restarts (ZeroMQ reconnects; where ZeroMQ gives up, after a protocol error, the loop
+connects afresh) and even unexpected exceptions in its own code (logged, counted, socket recreated). Health is published as an immutable `Health` snapshot.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import zmq
+from zmq.utils import monitor as zmq_monitor
 
 from .codec import BsreadError, Decoder, Message
 from .ring_buffer import RingBuffer
@@ -30,6 +32,9 @@ DEFAULT_RCVHWM = 64  # messages; a stalled consumer drops instead of growing mem
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # per ZeroMQ frame; larger peers are disconnected
 STEP_WINDOW = 64  # pulse-id deltas used to learn the stream's step
 PULSE_JUMP_STEPS = 100_000  # a forward jump larger than this is a restart, not missed pulses
+RECONNECT_AFTER_S = 1.0  # connect mode: re-make a connection ZeroMQ dropped and gave up on (see _loop)
+_CONNECTION_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED
+                      | zmq.EVENT_DISCONNECTED)
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,8 @@ class Receiver:
 
     # ------------------------------------------------------------------ thread
 
-    def _open(self) -> zmq.Socket:
+    def _open(self) -> tuple[zmq.Socket, zmq.Socket | None]:
+        """The data socket, and in connect mode a monitor of its connection (see _loop)."""
         socket = self._context.socket(zmq.PULL if self.mode == "pull" else zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, self.rcvhwm)
@@ -190,19 +196,30 @@ class Receiver:
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         if self.mode == "sub":
             socket.setsockopt(zmq.SUBSCRIBE, b"")
+        # Watching starts before connecting, so not even the first connection's events are missed.
+        monitor = None if self.bind else socket.get_monitor_socket(_CONNECTION_EVENTS)
         try:
             if self.bind:
                 socket.bind(self.address)
             else:
                 socket.connect(self.address)
         except zmq.ZMQError:
-            socket.close(0)
+            self._close(socket, monitor)
             raise
-        return socket
+        return socket, monitor
+
+    @staticmethod
+    def _close(socket: zmq.Socket, monitor: zmq.Socket | None) -> None:
+        if monitor is not None:
+            if not socket.closed:
+                with contextlib.suppress(zmq.ZMQError):
+                    socket.disable_monitor()
+            monitor.close(0)
+        socket.close(0)
 
     def _run(self) -> None:
         try:
-            socket = self._open()
+            socket, monitor = self._open()
         except BaseException as exc:  # reported to start()'s caller
             self._setup_error = exc
             self._ready.set()
@@ -210,31 +227,33 @@ class Receiver:
         self._ready.set()
         while not self._stop.is_set():
             try:
-                self._loop(socket)
+                self._loop(socket, monitor)
             except Exception as exc:  # a bug of ours must not kill the stream: log, count, go on
                 with self._lock:
                     self._restarts += 1
                     self._last_error = f"{exc.__class__.__name__}: {exc}"[:300]
                 log.exception("receiver loop failed; recreating the socket")
-                socket.close(0)
+                self._close(socket, monitor)
                 self._decoder = Decoder()
                 self._stop.wait(0.1)
                 try:
-                    socket = self._open()
+                    socket, monitor = self._open()
                 except zmq.ZMQError:
                     log.exception("could not reopen the socket")
                     self._stop.wait(1.0)
                     continue
-        socket.close(0)
+        self._close(socket, monitor)
 
-    def _loop(self, socket: zmq.Socket) -> None:
+    def _loop(self, socket: zmq.Socket, monitor: zmq.Socket | None) -> None:
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        dropped_at: float | None = None  # monotonic time of a disconnect not followed by a retry
         while not self._stop.is_set():
-            if not poller.poll(POLL_MS):
-                continue
+            ready = dict(poller.poll(POLL_MS))
             # Drain what is queued without re-polling; stop is checked between messages.
-            for _ in range(1000):
+            for _ in range(1000 if socket in ready else 0):
                 try:
                     frames = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
@@ -242,6 +261,19 @@ class Receiver:
                 self.handle(frames)
                 if self._stop.is_set():
                     return
+            if monitor is None:
+                continue
+            # After a protocol error (a frame above MAXMSGSIZE, a failed handshake) ZeroMQ drops the
+            # connection and never retries it: connect afresh when a disconnect is not followed by a retry.
+            while monitor in ready and monitor.poll(0):
+                event = zmq_monitor.recv_monitor_message(monitor)["event"]
+                dropped_at = time.monotonic() if event == zmq.EVENT_DISCONNECTED else None
+            if dropped_at is not None and time.monotonic() - dropped_at > RECONNECT_AFTER_S:
+                log.warning("connection to %s dropped and not retried; reconnecting", self.address)
+                with contextlib.suppress(zmq.ZMQError):
+                    socket.disconnect(self.address)
+                socket.connect(self.address)
+                dropped_at = time.monotonic()  # tried again a second later if this fails too
 
     def handle(self, frames: list) -> Message | None:
         """Decode one multipart message and record it; never raises for bad input."""

@@ -421,3 +421,43 @@ def test_simulator_into_receiver(zctx, start_receiver, compression: str, dtype: 
             np.testing.assert_array_equal(message.value(name), expected[name])
         assert message.channels["image"].spec.compression == compression
     assert receiver.health().missed_pulses == 0
+
+
+def test_oversized_messages_are_refused_and_the_stream_continues(make_socket, start_receiver) -> None:
+    """A frame above max_message_bytes makes ZeroMQ drop that connection; it reconnects for the next ones."""
+    sender, address = bound_sender(make_socket)
+    receiver = start_receiver(address, max_message_bytes=4096)
+    send_multipart(sender, encode(1, image=np.zeros((100, 100))))  # 80 kB image frame: refused
+    pulse = [2]
+
+    def sending_small() -> bool:
+        send_multipart(sender, encode(pulse[0]))
+        pulse[0] += 1
+        return receiver.buffer.count >= 3
+
+    wait_until(sending_small, interval=0.02, message="small messages after an oversized one")
+    assert 1 not in pulse_ids(receiver)
+    assert receiver.buffer.latest_frame() is None
+    assert receiver.health().receiver_restarts == 0
+
+
+def test_reconnects_after_a_failed_handshake(make_socket, start_receiver) -> None:
+    """Something of the wrong socket type answered first (ZeroMQ gives up); then the real sender binds."""
+    wrong = make_socket(zmq.PULL)
+    port = wrong.bind_to_random_port(f"tcp://{LOCALHOST}")
+    address = f"tcp://{LOCALHOST}:{port}"
+    receiver = start_receiver(address)
+    assert not wrong.poll(300)  # the handshake fails: PULL cannot talk to PULL
+    wrong.close(0)
+    sender = make_socket(zmq.PUSH)
+    bind_retry(sender, address)
+    pulse = [1]
+
+    def sending() -> bool:
+        if sender.poll(0, zmq.POLLOUT):  # only once connected: a PUSH without peer would block
+            sender.send_multipart(encode(pulse[0]))
+            pulse[0] += 1
+        return receiver.buffer.count >= 3
+
+    wait_until(sending, interval=0.02, message="messages from the real sender")
+    assert receiver.health().receiver_restarts == 0

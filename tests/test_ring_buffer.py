@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -356,3 +357,48 @@ def test_statistics_of_overflowing_values_are_nan_not_an_exception() -> None:
     buffer.append(make_message(1, {"image_profile_x": np.array([0.0] * 5 + [1.7e308] * 2),
                                    "image_profile_y": np.ones(5), "image": np.full((5, 7), 1.7e308)}))
     assert buffer.count == 1 and math.isnan(buffer.read().column(CENTROID_X)[0])
+
+
+def test_concurrent_readers_always_see_consistent_snapshots() -> None:
+    """One writer, several readers: every History is internally consistent, whatever the interleaving."""
+    import threading
+
+    buffer = RingBuffer(capacity=64)
+    messages = [make_message(10_000 + i, {"beam_energy": float(i), **({"late": -float(i)} if i >= 500 else {})})
+                for i in range(2000)]
+    done = threading.Event()
+    problems: list[str] = []
+
+    def reader(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        while not done.is_set():
+            since = int(rng.integers(0, buffer.count + 10))
+            history = buffer.read(since=since)
+            seq = history.column("seq")
+            if not np.array_equal(seq, np.arange(history.start, history.end)):
+                problems.append(f"seq {seq[:3]}... for [{history.start}, {history.end})")
+            if not np.array_equal(history.column("pulse_id"), seq + 10_000):
+                problems.append("pulse_id does not match seq")
+            if not np.array_equal(history.column("beam_energy"), seq.astype(float)):
+                problems.append("beam_energy does not match seq")
+            if "late" in history.columns:
+                late = history.column("late")
+                expected = np.where(seq >= 500, -seq.astype(float), np.nan)
+                if not np.array_equal(late, expected, equal_nan=True):
+                    problems.append("late channel does not match seq")
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(3)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so races would show
+    for thread in threads:
+        thread.start()
+    try:
+        for message in messages:
+            buffer.append(message)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(10)
+        sys.setswitchinterval(interval)
+    assert not problems, problems[:5]
+    assert buffer.count == 2000
