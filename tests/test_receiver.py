@@ -444,10 +444,13 @@ def test_oversized_messages_are_refused_and_the_stream_continues(make_socket, st
 def test_reconnects_after_a_failed_handshake(make_socket, start_receiver) -> None:
     """Something of the wrong socket type answered first (ZeroMQ gives up); then the real sender binds."""
     wrong = make_socket(zmq.PULL)
+    events = wrong.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_DISCONNECTED)
     port = wrong.bind_to_random_port(f"tcp://{LOCALHOST}")
     address = f"tcp://{LOCALHOST}:{port}"
     receiver = start_receiver(address)
-    assert not wrong.poll(300)  # the handshake fails: PULL cannot talk to PULL
+    assert events.poll(10_000), "the receiver never tried the wrong peer"  # PULL cannot talk to PULL
+    wrong.disable_monitor()
+    events.close(0)
     wrong.close(0)
     sender = make_socket(zmq.PUSH)
     bind_retry(sender, address)

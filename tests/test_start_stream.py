@@ -80,16 +80,18 @@ def camera() -> Iterator[Callable[..., Camera]]:
         cam.kill()
 
 
-def receive_until_exit(pull: zmq.Socket, camera: Camera, timeout: float = 60.0) -> list[Message]:
-    """Everything the camera sends until it exits, then whatever is still on the way."""
+def receive_until_exit(pull: zmq.Socket, camera: Camera, expected: int, timeout: float = 60.0) -> list[Message]:
+    """What the camera sends until it has exited and `expected` messages arrived (or the deadline)."""
     decoder = Decoder()
     messages: list[Message] = []
     deadline = time.monotonic() + timeout
-    while camera.process.poll() is None:
-        assert time.monotonic() < deadline, "start_stream.py did not exit"
+    while camera.process.poll() is None or len(messages) < expected:
+        if time.monotonic() > deadline:
+            break
         if pull.poll(100):
             messages.append(decoder.decode(pull.recv_multipart(copy=False)))
-    while pull.poll(500):  # drain: the process has flushed its queue before exiting
+    assert camera.process.poll() is not None, "start_stream.py did not exit"
+    if pull.poll(200):  # nothing more than expected
         messages.append(decoder.decode(pull.recv_multipart(copy=False)))
     return messages
 
@@ -103,7 +105,7 @@ def test_n_5_sends_exactly_5_messages_and_exits_0(camera, make_socket) -> None:
     pull.connect(cam.address)
     wait_until(lambda: cam.logged("sent 5 messages") or cam.process.poll() is not None, timeout=60,
                message="start_stream.py to finish sending")
-    messages = receive_until_exit(pull, cam)
+    messages = receive_until_exit(pull, cam, expected=5)
     assert cam.process.returncode == 0, "".join(cam.log)
     assert [m.pulse_id for m in messages] == [1, 2, 3, 4, 5]
     for message in messages:
@@ -118,7 +120,7 @@ def test_options_reach_the_stream(camera, make_socket) -> None:
     cam = camera("-n", "3", "-d", "0.01", "--size", "64x48", "--dtype", "uint16", "--compression", "bitshuffle_lz4")
     pull = make_socket(zmq.PULL)
     pull.connect(cam.address)
-    messages = receive_until_exit(pull, cam)
+    messages = receive_until_exit(pull, cam, expected=3)
     assert cam.process.returncode == 0
     assert len(messages) == 3
     image = messages[-1].channels["image"]
