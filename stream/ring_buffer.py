@@ -228,7 +228,8 @@ class RingBuffer:
         for name, channel in message.channels.items():
             spec = channel.spec
             if name == names.image:
-                if len(spec.shape) == 2 and not channel.is_empty:
+                # A 0xN image has nothing to show (and would reach the renderer as a division by zero).
+                if len(spec.shape) == 2 and 0 not in spec.shape and not channel.is_empty:
                     image_channel = channel
                 continue
             if not spec.is_scalar or channel.is_empty:

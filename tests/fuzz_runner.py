@@ -303,6 +303,22 @@ class Campaign:
         self.figures["phase_c"] = seen
 
 
+def _error_blocks(lines: list[str]) -> list[str]:
+    """ERROR records of the app's log, each with its traceback."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in lines:
+        if line[:4].isdigit() and line[4:5] == "-":  # a new log record
+            if current:
+                blocks.append("".join(current))
+            current = [line] if " ERROR " in line or " CRITICAL " in line else None
+        elif current is not None:
+            current.append(line)
+    if current:
+        blocks.append("".join(current))
+    return blocks
+
+
 def run_campaign(messages: int = 1500, seed: int = 1, lockstep_rounds: int = 20) -> dict:
     port = free_port()
     context = zmq.Context()
@@ -312,6 +328,9 @@ def run_campaign(messages: int = 1500, seed: int = 1, lockstep_rounds: int = 20)
     push.bind(f"tcp://127.0.0.1:{port}")
     try:
         with app_process(["--stream", f"tcp://127.0.0.1:{port}", "-d", "0.01"]) as (url, process):
+            log_lines: list[str] = []  # drained continuously: a full pipe would block the app's logging
+            drain = threading.Thread(target=lambda: log_lines.extend(iter(process.stdout.readline, "")), daemon=True)
+            drain.start()
             campaign = Campaign(url, push, process, seed)
             proc = psutil.Process(process.pid)
             for _ in range(50):  # warm-up: allocations of a normal stream, one rendered frame
@@ -348,7 +367,12 @@ def run_campaign(messages: int = 1500, seed: int = 1, lockstep_rounds: int = 20)
                 "failures": campaign.failures,
             }
         # app_process sent SIGTERM on exit; a crash would have shown as a non-zero/-11 code.
+        drain.join(10)
         result["app_exit_code"] = process.returncode
+        result["app_log_errors"] = _error_blocks(log_lines)[:5]
+        result["app_log_lines"] = len(log_lines)
+        if any("Traceback" in line for line in log_lines):
+            result["failures"].append("the app logged a traceback")
         if process.returncode not in (0, None):
             result["failures"].append(f"app exited with {process.returncode}")
         return result

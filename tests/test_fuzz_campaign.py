@@ -55,3 +55,20 @@ def test_fuzz_campaign_against_running_app():
     # Memory bounded: a normal stream's frames plus a dozen new scalar columns of 360 000 rows (2.9 MB each).
     assert result["rss_mb"]["growth"] < 150, result["rss_mb"]
     assert result["threads"]["end"] <= result["threads"]["after_warmup"] + 2
+
+
+def test_zero_size_image_is_not_a_frame():
+    """Found by the campaign: a compressed 0x5 image became the latest frame and every image request
+    failed with ZeroDivisionError in the renderer (HTTP 500) until the next frame."""
+    import numpy as np
+
+    from stream.codec import Decoder, Encoder
+    from stream.ring_buffer import RingBuffer
+
+    buffer, encoder, decoder = RingBuffer(8), Encoder(), Decoder()
+    buffer.append(decoder.decode(encoder.encode(1, 1.8e9, {"image": np.ones((4, 4))})))
+    for compression in ("none", "lz4", "bitshuffle_lz4"):
+        empty = decoder.decode(encoder.encode(2, 1.8e9, {"image": np.ones((0, 5), np.float32)},
+                                              compression=compression))
+        buffer.append(empty)
+        assert buffer.latest_frame().pulse_id == 1
