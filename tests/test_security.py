@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -304,3 +305,75 @@ def test_signals_exit_cleanly_within_2_s_while_receiving(push, sig: int) -> None
     assert code == 0 and "Traceback" not in out, out[-2000:]
     assert seconds < 2.0, f"{signal.Signals(sig).name} took {seconds:.2f} s"
     assert out.rstrip().splitlines()[-1].endswith("stopped")
+
+
+# ------------------------------------------------------------------------------------ in a browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+FIND_INJECTED_JS = """
+return {
+    imgs: Array.from(document.querySelectorAll('img')).map(e => e.outerHTML),
+    links: Array.from(document.querySelectorAll('a')).map(e => e.getAttribute('href') || e.getAttribute('xlink:href'))
+        .filter(h => h && h.includes('example.invalid')),
+    alerted: window.__alerted || 0,
+    text: document.body.innerText,
+    titles: Array.from(document.querySelectorAll('#channel-history-graph .gtitle, #channel-history-graph .legendtext'))
+        .map(e => e.textContent),
+};
+"""
+
+
+@pytest.mark.browser
+def test_stream_strings_never_become_elements_in_the_page(push) -> None:
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from tests.live_app import running_app
+
+    sock, address = push
+    encoder = Encoder()
+    stop_sending = threading.Event()
+
+    def feed() -> None:
+        pulse = 0
+        while not stop_sending.wait(0.05):
+            pulse += 1
+            sock.send_multipart(camera_message(encoder, pulse, **{XSS: np.float64(pulse % 7), LINK: np.float64(2.0)}))
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1600"):
+        options.add_argument(flag)
+    feeder = threading.Thread(target=feed, daemon=True)
+    with running_app(["--stream", address]) as (url, _app, _source):
+        feeder.start()
+        browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        try:
+            browser.set_page_load_timeout(90)
+            browser.get(url)
+            browser.execute_script("window.alert = () => { window.__alerted = (window.__alerted || 0) + 1; };")
+            # Pick the channels for the fourth chart, as an operator would: open the list, click the name.
+            button = wait_until(lambda: browser.find_elements(By.ID, "history-channel-select"), 90, interval=0.2,
+                                message="channel dropdown not rendered")[0]
+            states = []
+            for name in (XSS, LINK):
+                browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+                button.click()
+                option = wait_until(lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, '[role="option"]')
+                                             if o.text == name], 60, interval=0.2,
+                                    message=f"{name!r} is not an option shown as text")[0]
+                browser.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", option)
+                option.click()
+                states.append(wait_until(lambda: (lambda f: f if name in f["titles"] else None)(
+                    browser.execute_script(FIND_INJECTED_JS)), 60, interval=0.2,
+                    message=f"the chart never showed {name!r} as its title"))
+        finally:
+            stop_sending.set()
+            feeder.join(5)
+            browser.quit()
+    for state in states:
+        assert state["imgs"] == [] and state["links"] == [] and state["alerted"] == 0, state
