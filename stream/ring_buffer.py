@@ -245,7 +245,7 @@ class RingBuffer:
                 self.nonfinite_values += 1
                 value = math.nan
             row[name] = value
-        stats = self._statistics(message, image_channel)
+        stats, image_ok = self._statistics(message, image_channel)
         with self._lock:
             seq = self._count
             index = seq % self.capacity
@@ -260,7 +260,7 @@ class RingBuffer:
             for name, value in row.items():  # channels seen for the first time
                 if self._add_channel(name):
                     cols[name][index] = value
-            if image_channel is not None:
+            if image_channel is not None and image_ok:
                 self._frame = Frame(seq, message.pulse_id, message.global_timestamp,
                                     time.time() if received is None else received, image_channel)
             self._count = seq + 1
@@ -277,7 +277,9 @@ class RingBuffer:
         self._scalar_channels.append(name)
         return True
 
-    def _statistics(self, message: Message, image_channel: ChannelValue | None) -> tuple[float, ...]:
+    def _statistics(self, message: Message, image_channel: ChannelValue | None) -> tuple[tuple[float, ...], bool]:
+        """(beam statistics, False if the image turned out corrupt). A corrupt image is counted here,
+        once, and does not become the latest frame (the renderer would count it a second time)."""
         names = self.names
         px = message.channels.get(names.profile_x)
         py = message.channels.get(names.profile_y)
@@ -285,12 +287,17 @@ class RingBuffer:
             if px is not None and py is not None and not px.is_empty and not py.is_empty:
                 vx, vy = px.value, py.value
                 if isinstance(vx, np.ndarray) and isinstance(vy, np.ndarray) and vx.ndim == vy.ndim == 1:
-                    return beam_statistics(vx, vy)
-            if image_channel is not None:
-                return channel_statistics(image_channel)
+                    return beam_statistics(vx, vy), True
         except BsreadError as exc:
             self._report(exc)
-        return (math.nan,) * len(STATS_COLUMNS)
+        nothing = (math.nan,) * len(STATS_COLUMNS)
+        if image_channel is None:
+            return nothing, True
+        try:
+            return channel_statistics(image_channel), True
+        except BsreadError as exc:
+            self._report(exc)
+            return nothing, False
 
     def _report(self, exc: BsreadError) -> None:
         if self._on_bad_value is not None:
