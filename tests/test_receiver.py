@@ -99,7 +99,7 @@ def test_pull_connect_receives_every_message(make_socket, start_receiver) -> Non
         parts = encode(pulse_id, encoder, beam_energy=5.0 + pulse_id / 100, image=np.full((4, 6), pulse_id, np.uint8))
         sizes += sum(len(p) for p in parts)
         send_multipart(sender, parts)
-    wait_until(lambda: receiver.buffer.count == 20, message="20 messages")
+    wait_until(lambda: receiver.health().received == 20, message="20 messages")
     health = receiver.health()
     assert health.state == "live"
     assert health.received == 20 and health.bytes_received == sizes
@@ -119,7 +119,7 @@ def test_pull_bind_receives_from_a_connecting_sender(make_socket, start_receiver
     sender.connect(address)
     for pulse_id in range(1, 6):
         send_multipart(sender, encode(pulse_id))
-    wait_until(lambda: receiver.buffer.count == 5)
+    wait_until(lambda: receiver.health().received == 5)
     assert pulse_ids(receiver) == [1, 2, 3, 4, 5]
     assert receiver.health().state == "live"
 
@@ -234,7 +234,7 @@ def test_value_decoding_errors_are_counted(make_socket, start_receiver) -> None:
                                     struct.pack("<I", 8) + b"\xff" * 5, stamp_bytes()], pulse_id=1)
     send_multipart(sender, parts)
     send_multipart(sender, encode(2))
-    wait_until(lambda: receiver.buffer.count == 2)
+    wait_until(lambda: receiver.health().received == 2)
     health = receiver.health()
     assert health.received == 2
     assert dict(health.invalid_by_reason) == {"bad-compression": 1}
@@ -319,11 +319,11 @@ def test_survives_an_exception_in_its_own_loop(make_socket, start_receiver) -> N
     def sending() -> bool:
         send_multipart(sender, encode(pulse[0]))
         pulse[0] += 1
-        return receiver.health().received >= 3
+        return len(calls) >= 3  # the callback keeps being called after its failure
 
     wait_until(sending, interval=0.02, message="messages after the restart")
     assert receiver.running and receiver.health().receiver_restarts == 1
-    assert len(calls) == receiver.health().received + 0  # every decoded message reached the callback
+    assert receiver.health().received >= 3 and calls[0] == 1
 
 
 # -------------------------------------------------------------------------------- stop and state
