@@ -173,9 +173,7 @@ def create_app(config: Config, source: Any) -> Any:
     history_period = max(HISTORY_MIN_PERIOD_S, config.period_s)
     app.layout = page(source.label, source.simulated, config.period_s, history_period)
     on_bad = getattr(getattr(source, "receiver", None), "count_invalid", None)
-    # Half the display period: a browser asking exactly once per period must not find the cache a
-    # hair too young and get the old frame (which halved the drawn rate); renders stay bounded.
-    cache = FrameCache(source.buffer, min_interval_s=config.period_s / 2, on_bad_frame=on_bad)
+    cache = FrameCache(source.buffer, min_interval_s=config.period_s, on_bad_frame=on_bad)
     app.frame_cache = cache  # read by tests and benchmarks
     naive = os.environ.get("SOV_NAIVE_IMAGE") == "1"  # benchmark baseline only (bench/display.py)
     if naive:

@@ -56,7 +56,7 @@ def image_update(cache: FrameCache, source: Any, names: ChannelNames, request: d
     """(figure, response, info, *readings) for one request of one browser."""
     request = request or {}
     last = last or {}
-    entry = cache.get(view)
+    entry = cache.get(view, seen_seq=last.get("seq") if last.get("view") == repr(view) else None)
     health = source.health()
     age = health.last_message_age_s
     stale = age is not None and age > health.stall_limit_s
