@@ -35,6 +35,9 @@ HISTORY_MIN_PERIOD_S = 1.0  # history charts redraw at most once a second (SVG r
 # 16 threads computing, a 100 Hz stream lost half its messages (bench/soak.py, docs/hardening.md).
 CALLBACK_CONCURRENCY = 4
 CALLBACK_QUEUE_TIMEOUT_S = 30.0
+# While the receiver is falling behind, new callbacks wait (at most this long) for it to catch up:
+# with a sender queue of 10 messages (psi-bsread's default) it has well under a second of slack.
+RECEIVER_PRIORITY_WAIT_S = 0.5
 # waitress accepts no new connection beyond its limit (default 100): 100 half-sent requests, or 50
 # browsers with two keep-alive connections each, would lock everybody else out.
 CONNECTION_LIMIT = 1000
@@ -185,7 +188,8 @@ def create_app(config: Config, source: Any) -> Any:
     callbacks.export.register_api(server, source)
     if config.auth:
         _require_basic_auth(server, config.auth)
-    _limit_callback_concurrency(server, CALLBACK_CONCURRENCY)
+    _limit_callback_concurrency(server, CALLBACK_CONCURRENCY, getattr(getattr(source, "receiver", None),
+                                                                      "caught_up", None))
 
     @server.before_request
     def no_dev_routes():
@@ -205,9 +209,10 @@ def create_app(config: Config, source: Any) -> Any:
     return app
 
 
-def _limit_callback_concurrency(server: Any, limit: int) -> None:
-    """Let at most `limit` requests that compute (callbacks, CSV export) run at once; the others
-    wait without holding the GIL. Static files and /api/status are never held up by them."""
+def _limit_callback_concurrency(server: Any, limit: int, receiver_caught_up: threading.Event | None = None) -> None:
+    """Let at most `limit` requests that compute (callbacks, CSV export) run at once, and none start
+    while the receiver is behind; the others wait without holding the GIL. Static files and
+    /api/status are never held up by them."""
     import flask
 
     gate = threading.BoundedSemaphore(limit)
@@ -217,6 +222,8 @@ def _limit_callback_concurrency(server: Any, limit: int) -> None:
     def admit():
         if flask.request.path not in computing:
             return None
+        if receiver_caught_up is not None:
+            receiver_caught_up.wait(RECEIVER_PRIORITY_WAIT_S)
         if not gate.acquire(timeout=CALLBACK_QUEUE_TIMEOUT_S):
             return flask.Response("server busy\n", status=503, headers={"Retry-After": "1"})
         flask.g.admitted = True

@@ -143,8 +143,8 @@ def run(args) -> dict:
         proc = psutil.Process(app.pid)
         total = int(args.rate * (WARMUP_S + duration))
         sender = subprocess.Popen([sys.executable, "-m", "tests.sender", "--port", str(stream_port), "--rate",
-                                   str(args.rate), "--count", str(total)], cwd=ROOT, stdout=subprocess.PIPE,
-                                  text=True)
+                                   str(args.rate), "--count", str(total), "--sndhwm", str(args.sndhwm)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
         _wait(lambda: _status(url)["state"] == "live", 60, "stream did not go live")
         callbacks = dependencies(url)
         clients = [Client(url, callbacks, stop, args.image_period, args.slow_period, i * args.image_period / args.clients)
@@ -211,6 +211,7 @@ def run(args) -> dict:
             "stamp": stamp,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "config": {"minutes": args.minutes, "clients": args.clients, "rate_hz": args.rate, "threads": args.threads,
+                       "sender_hwm": args.sndhwm,
                        "image_period_s": args.image_period, "slow_period_s": args.slow_period, "warmup_s": WARMUP_S},
             "measured_s": round(elapsed, 1),
             "sender": done,
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16, help="app's waitress threads")
     parser.add_argument("--image-period", type=float, default=0.1, help="s between a client's image requests")
     parser.add_argument("--slow-period", type=float, default=1.0, help="s between history / health requests")
+    parser.add_argument("--sndhwm", type=int, default=10,
+                        help="sender's queue in messages (psi-bsread's Sender default is 10)")
     parser.add_argument("--max-growth-mb", type=float, default=50.0)
     parser.add_argument("-v", "--verbose", action="store_true", help="print a sample every 5 s")
     args = parser.parse_args(argv)

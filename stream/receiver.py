@@ -29,6 +29,7 @@ RATE_WINDOW_S = 2.0
 STALL_MIN_S = 2.0
 STALL_INTERVALS = 5
 DEFAULT_RCVHWM = 64  # messages; a stalled consumer drops instead of growing memory
+BEHIND_MESSAGES = 2  # queued messages found in one drain that mean "falling behind" (see `caught_up`)
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # per ZeroMQ frame; larger peers are disconnected
 STEP_WINDOW = 64  # pulse-id deltas used to learn the stream's step
 PULSE_JUMP_STEPS = 100_000  # a forward jump larger than this is a restart, not missed pulses
@@ -137,6 +138,11 @@ class Receiver:
         self._context = context or zmq.Context.instance()
         self._on_message = on_message
         self._stop = threading.Event()
+        # Cleared while messages queue up faster than this thread handles them. The web server holds
+        # new callbacks back meanwhile: every thread computing for a browser competes for the GIL,
+        # which this thread needs back after each ZeroMQ frame (app.py, docs/hardening.md).
+        self.caught_up = threading.Event()
+        self.caught_up.set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._decoder = Decoder()
@@ -233,6 +239,7 @@ class Receiver:
                     self._restarts += 1
                     self._last_error = f"{exc.__class__.__name__}: {exc}"[:300]
                 log.exception("receiver loop failed; recreating the socket")
+                self.caught_up.set()
                 self._close(socket, monitor)
                 self._decoder = Decoder()
                 self._stop.wait(0.1)
@@ -242,6 +249,7 @@ class Receiver:
                     log.exception("could not reopen the socket")
                     self._stop.wait(1.0)
                     continue
+        self.caught_up.set()
         self._close(socket, monitor)
 
     def _loop(self, socket: zmq.Socket, monitor: zmq.Socket | None) -> None:
@@ -253,11 +261,14 @@ class Receiver:
         while not self._stop.is_set():
             ready = dict(poller.poll(POLL_MS))
             # Drain what is queued without re-polling; stop is checked between messages.
-            for _ in range(1000 if socket in ready else 0):
+            for drained in range(1000 if socket in ready else 0):
                 try:
                     frame = socket.recv(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
+                    self.caught_up.set()
                     break
+                if drained == BEHIND_MESSAGES:
+                    self.caught_up.clear()
                 # The rest of a multipart message is already here (ZeroMQ delivers it whole).
                 # Frame.more instead of recv_multipart's getsockopt(RCVMORE) per part: a 7-channel
                 # message has 16 parts, and this loop runs up to ~1000 times a second.
