@@ -7,6 +7,12 @@
  * previous answer arrived, waiting whatever is left of the period; a slow server or a slow browser
  * therefore lowers the frame rate instead of freezing it. A 1 s watchdog restarts a loop whose
  * answer never came (server restarted, network glitch). Hidden tabs and paused pages send nothing.
+ *
+ * The image loop posts its request to the image callback itself and hands the answer to the
+ * graph with one set_props: going through dash-renderer's callback machinery (queues, loading
+ * states, a re-index of the layout for every output and the answer's own callback) cost about as
+ * much main-thread time per frame as plotly.js drawing the heatmap. The server side is the same
+ * Dash callback either way; if this path is unavailable the loop falls back to the store.
  */
 (function () {
     "use strict";
@@ -47,6 +53,10 @@
                 textsAt = loop.sentAt;
             }
         }
+        if (name === "image" && !direct.failed && window.store && window.fetch) {
+            fetchImage(loop, data);
+            return;
+        }
         window.dash_clientside.set_props(loop.store, {data: data});
     }
 
@@ -79,6 +89,134 @@
             kick();
         }
     });
+
+    // ----------------------------------------------------------------- direct image requests
+
+    var direct = {spec: null, failed: false, applied: 0};
+
+    function storeProp(id, prop) {
+        // The current value of a component property, as dash-renderer holds it.
+        var store = window.store && window.store.getState && window.store.getState();
+        var path = store && store.paths && store.paths.strs && store.paths.strs[id];
+        if (!path) {
+            return undefined;
+        }
+        var node = store.layout;
+        for (var i = 0; i < path.length && node; i++) {
+            node = node[path[i]];
+        }
+        return node && node.props ? node.props[prop] : undefined;
+    }
+
+    function imageSpec() {
+        // The image callback's outputs and states, from the app itself (never a stale copy).
+        if (direct.spec) {
+            return Promise.resolve(direct.spec);
+        }
+        var config = document.getElementById("_dash-config");
+        var prefix = (config && JSON.parse(config.textContent).requests_pathname_prefix) || "/";
+        return fetch(prefix + "_dash-dependencies").then(function (reply) {
+            if (!reply.ok) {
+                throw new Error("dependencies: HTTP " + reply.status);
+            }
+            return reply.json();
+        }).then(function (deps) {
+            var dep = deps.filter(function (d) {
+                return !d.clientside_function && d.inputs.length && d.inputs[0].id === loops.image.store;
+            })[0];
+            if (!dep || dep.output.indexOf("..") !== 0) {
+                throw new Error("no image callback");
+            }
+            var outputs = dep.output.slice(2, -2).split("...").map(function (item) {
+                var dot = item.lastIndexOf(".");
+                return {id: item.slice(0, dot), property: item.slice(dot + 1)};
+            });
+            direct.spec = {url: prefix + "_dash-update-component", dep: dep, outputs: outputs};
+            return direct.spec;
+        });
+    }
+
+    function assign(target, location, value) {
+        // Immutable update (plotly.react and dcc.Graph compare by identity), as dash-renderer's Patch.
+        if (location.length === 0) {
+            return value;
+        }
+        var copy = Array.isArray(target) ? target.slice() : Object.assign({}, target);
+        copy[location[0]] = assign(copy[location[0]], location.slice(1), value);
+        return copy;
+    }
+
+    function patched(figure, update) {
+        if (!update || !update.__dash_patch_update) {
+            return update;  // a whole figure
+        }
+        var result = figure;
+        for (var i = 0; i < update.operations.length; i++) {
+            var op = update.operations[i];
+            if (op.operation !== "Assign") {
+                return null;  // only assignments are sent; anything else goes the long way
+            }
+            result = assign(result, op.location, op.params.value);
+        }
+        return result;
+    }
+
+    function fetchImage(loop, data) {
+        var n = data.n;
+        imageSpec().then(function (spec) {
+            var values = {};
+            values[loop.response + ".data"] = loop.last === undefined ? null : loop.last;
+            var body = {
+                output: spec.dep.output,
+                outputs: spec.outputs,
+                inputs: [{id: loop.store, property: "data", value: data}],
+                state: spec.dep.state.map(function (s) {
+                    var key = s.id + "." + s.property;
+                    return {id: s.id, property: s.property,
+                            value: key in values ? values[key] : storeProp(s.id, s.property)};
+                }),
+                changedPropIds: [loop.store + ".data"]
+            };
+            return fetch(spec.url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                    body: JSON.stringify(body)});
+        }).then(function (reply) {
+            if (reply.status === 204) {
+                return {};
+            }
+            if (!reply.ok) {
+                throw new Error("image callback: HTTP " + reply.status);
+            }
+            return reply.json();
+        }).then(function (answer) {
+            var response = answer.response || {};
+            if (n > direct.applied) {  // an answer overtaken by a newer one is dropped
+                direct.applied = n;
+                var set = window.dash_clientside.set_props;
+                Object.keys(response).forEach(function (id) {
+                    var props = response[id];
+                    if (id === loop.response) {
+                        loop.last = props.data;
+                    } else if (props.figure !== undefined) {
+                        var figure = patched(storeProp(id, "figure"), props.figure);
+                        if (figure) {
+                            set(id, {figure: figure});
+                        }
+                    } else {
+                        set(id, props);
+                    }
+                });
+            }
+            answered("image");
+        }).catch(function (error) {
+            if (!direct.spec) {
+                direct.failed = true;  // no dependencies: use dash-renderer from now on
+            }
+            if (window.console) {
+                window.console.warn("image request failed:", error);
+            }
+            answered("image");
+        });
+    }
 
     window.streamViewerLoops = loops;  // for the browser benchmark and tests
 
