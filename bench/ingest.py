@@ -618,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command}")
     load_start = loadavg()
     print(f"load average at start: {load_start}")
+    if float(load_start.split()[0]) > 0.5 * (os.cpu_count() or 1):
+        print("WARNING: the machine is busy; the consumers compete with other work for the CPU, so rates and"
+              " ratios are not representative")
     print(f"window {args.seconds:g} s after {args.warmup:g} s warm-up, {args.repeat} repetition(s), "
           f"viewer {args.viewer_hz:g} Hz")
     ctx = mp.get_context("spawn")
