@@ -347,3 +347,22 @@ def test_encoder_can_send_arrays_without_copying_them() -> None:
     assert np.shares_memory(np.frombuffer(frame, dtype=np.float64), image)
     copied = Encoder().encode(1, T0, {"image": image, "beam_energy": np.float64(5.0)})[2]
     assert bytes(frame) == copied and isinstance(copied, bytes)
+
+
+def test_statistics_table_is_built_once_per_refresh_and_not_resent(source: Source, client: Client,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import callbacks.history as history_module
+
+    built = []
+    original = history_module.stats_table
+    monkeypatch.setattr(history_module, "stats_table", lambda *a, **k: built.append(1) or original(*a, **k))
+    image = beam(48, 64)
+    for pulse in range(1, 201):
+        source.buffer.append(camera_message(pulse, image))
+    browsers = [client.history(1, None)[0] for _ in range(5)]  # five browsers connect within one refresh
+    assert all(ids.HISTORY_STATS in reply for reply in browsers)
+    assert len(built) == 1
+    last = browsers[0][ids.HISTORY_RESPONSE]["data"]
+    source.buffer.append(camera_message(201, image))
+    tick, _ = client.history(2, last)
+    assert ids.HISTORY_STATS not in tick  # same statistics as this browser already shows
