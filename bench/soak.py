@@ -172,7 +172,8 @@ def run(args) -> dict:
             status = _status(url)
             samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(_rss_mb(proc), 1),
                             "received": status["received"], "threads": proc.num_threads(), "fds": proc.num_fds(),
-                            "state": status["state"], "rate_hz": status["rate_hz"]})
+                            "state": status["state"], "rate_hz": status["rate_hz"],
+                            "loadavg_1min": round(os.getloadavg()[0], 2)})
             if args.verbose:
                 print(json.dumps(samples[-1]), flush=True)
         elapsed = time.monotonic() - started
@@ -235,6 +236,9 @@ def run(args) -> dict:
                                          / elapsed, 1),
             "app_write_bytes": None if io1 is None else io1.write_bytes - io0.write_bytes,
             "sigterm_exit": {"code": code, "seconds": round(exit_s, 2)},
+            # Other processes on the machine compete for the CPU too (a shared 2-core machine).
+            "loadavg_1min": {"min": min(x["loadavg_1min"] for x in samples[1:]) if len(samples) > 1 else None,
+                             "max": max(x["loadavg_1min"] for x in samples[1:]) if len(samples) > 1 else None},
             "samples": samples,
         }
         failures = []
@@ -283,6 +287,7 @@ def report(r: dict) -> str:
         f"  RSS {r['rss_mb']['start']} -> {r['rss_mb']['end']} MB (max {r['rss_mb']['max']}, "
         f"growth {r['rss_mb']['growth']} MB first->last quarter median, slope {r['rss_mb']['slope_mb_per_min']} MB/min); threads {r['threads']['start']} -> {r['threads']['end']}; "
         f"fds {r['fds']['start']} -> {r['fds']['end']}",
+        f"  machine load average (1 min) {r['loadavg_1min']['min']}-{r['loadavg_1min']['max']}",
         f"  app CPU {r['app_cpu_percent']} % (client threads {r['clients_cpu_percent']} %), disk writes {r['app_write_bytes']} B, "
         f"SIGTERM exit {r['sigterm_exit']['code']} in {r['sigterm_exit']['seconds']} s",
         "  PASS" if not r["failures"] else "  FAIL: " + "; ".join(r["failures"]),
