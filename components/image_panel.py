@@ -234,8 +234,9 @@ def image_figure(uirevision: str = "image") -> dict[str, Any]:
             "xaxis": {**axis, "domain": list(IMAGE_DOMAIN_X), "title": {"text": "x (px)"}, "constrain": "domain"},
             "yaxis": {**axis, "domain": list(IMAGE_DOMAIN_Y), "autorange": "reversed", "scaleanchor": "x",
                       "constrain": "domain", "title": {"text": "y (px)"}},
-            "xaxis2": {**axis, "domain": list(PROFILE_DOMAIN_X), "anchor": "y", "showticklabels": False},
-            "yaxis2": {**axis, "domain": list(PROFILE_DOMAIN_Y), "anchor": "x", "showticklabels": False},
+            # The profile axes carry no labels; invisible, they are not redrawn with every frame either.
+            "xaxis2": {**axis, "domain": list(PROFILE_DOMAIN_X), "anchor": "y", "visible": False},
+            "yaxis2": {**axis, "domain": list(PROFILE_DOMAIN_Y), "anchor": "x", "visible": False},
             "annotations": [],
         },
     }
