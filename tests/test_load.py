@@ -36,8 +36,10 @@ def test_fifty_browsers_at_100_hz_for_20_s() -> None:
     # behind makes the sender drop. On a quiet machine that is 0; other processes on this shared
     # 2-core machine alone cost a few (7 of 4000 with no browser at all, load 10), while a receiver
     # starved by the web threads loses more than half (2385 of 4000 before the priority gate).
+    # Measured on a quiet machine: 0-27 of 4000 (<= 0.7 %); 3 % leaves room for CI's shared 2 cores
+    # while still failing hard on a starved receiver (50-64 % without the priority gate).
     dropped = result["sender"]["dropped"]
-    assert dropped <= 0.005 * result["sender"]["attempts"], (result["sender"], result["app_status"])
+    assert dropped <= 0.03 * result["sender"]["attempts"], (result["sender"], result["app_status"])
     assert result["app_status"]["missed_pulses"] == dropped and result["app_status"]["invalid"] == 0
     assert result["app_status"]["receiver_restarts"] == 0
     assert result["rss_mb"]["growth"] < 100, result["rss_mb"]
