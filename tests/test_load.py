@@ -40,7 +40,9 @@ def test_fifty_browsers_at_100_hz_for_20_s() -> None:
     # while still failing hard on a starved receiver (50-64 % without the priority gate).
     dropped = result["sender"]["dropped"]
     assert dropped <= 0.03 * result["sender"]["attempts"], (result["sender"], result["app_status"])
-    assert result["app_status"]["missed_pulses"] == dropped and result["app_status"]["invalid"] == 0
+    # Drops show as missed pulses, except at the very end (no later pulse reveals that gap).
+    assert dropped - 5 <= result["app_status"]["missed_pulses"] <= dropped
+    assert result["app_status"]["invalid"] == 0
     assert result["app_status"]["receiver_restarts"] == 0
     assert result["rss_mb"]["growth"] < 100, result["rss_mb"]
     assert result["threads"]["end"] == result["threads"]["start"]
