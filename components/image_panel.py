@@ -187,7 +187,8 @@ def nice_range(lo: float, hi: float) -> tuple[float, float]:
         if span / (step * factor) <= 20.0:
             step *= factor
             break
-    return math.floor(lo / step) * step, math.ceil(hi / step) * step
+    # min/max: the rounded limits may miss the data by one ulp (e.g. 14 * 0.05 > 0.7).
+    return min(lo, math.floor(lo / step) * step), max(hi, math.ceil(hi / step) * step)
 
 
 def format_value(value: float) -> str:
