@@ -330,6 +330,7 @@ def test_stream_strings_never_become_elements_in_the_page(push) -> None:
         pytest.skip("needs Debian's chromium and chromium-driver")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import ElementClickInterceptedException
     from selenium.webdriver.common.by import By
 
     from tests.live_app import running_app
@@ -360,14 +361,23 @@ def test_stream_strings_never_become_elements_in_the_page(push) -> None:
             button = wait_until(lambda: browser.find_elements(By.ID, "history-channel-select"), 90, interval=0.2,
                                 message="channel dropdown not rendered")[0]
             states = []
+
+            def click(element: Any, block: str) -> bool:
+                # The page is still growing (first figures, panels) and the theme scrolls smoothly: a
+                # click that lands on something else is retried once the element is in view again.
+                browser.execute_script(f"arguments[0].scrollIntoView({{block: '{block}'}})", element)
+                try:
+                    element.click()
+                    return True
+                except ElementClickInterceptedException:
+                    return False
+
             for name in (XSS, LINK):
-                browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-                button.click()
+                wait_until(lambda: click(button, "center"), 30, interval=0.3, message="channel dropdown not clickable")
                 option = wait_until(lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, '[role="option"]')
                                              if o.text == name], 60, interval=0.2,
                                     message=f"{name!r} is not an option shown as text")[0]
-                browser.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", option)
-                option.click()
+                wait_until(lambda: click(option, "nearest"), 30, interval=0.3, message=f"option {name!r} not clickable")
                 states.append(wait_until(lambda: (lambda f: f if name in f["titles"] else None)(
                     browser.execute_script(FIND_INJECTED_JS)), 60, interval=0.2,
                     message=f"the chart never showed {name!r} as its title"))
