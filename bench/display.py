@@ -70,7 +70,6 @@ CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 VIEWPORT = {"width": 1600, "height": 1300}
 PERIOD_S = 0.05  # -d of the page runs: 20 frames per second asked for
 MIB = 1024 * 1024
-SETTLE_S = 30.0  # memory run: RSS trend is taken after the pages had this long to settle
 
 # Goals of the issue (this machine, browser sharing the 2 cores).
 GOALS = {"fps_1_page": 20.0, "fps_3_pages": 10.0, "latency_p50_ms": 100.0, "latency_p99_ms": 250.0,
@@ -465,7 +464,8 @@ def callback_bodies(url: str) -> dict[str, dict]:
 def http_run(mode: str, clients: int, rate_hz: float, warmup_s: float, measure_s: float, log_dir: Path,
              history: bool = False) -> dict:
     env = {"SOV_NAIVE_IMAGE": "1"} if mode == "naive" else {}
-    with running_app(["-d", str(PERIOD_S)], env, log_dir / f"app-http-{mode}{'-history' if history else ''}.log") as app:
+    log_name = f"app-http-{mode}{'-history' if history else ''}.log"
+    with running_app(["-d", str(PERIOD_S)], env, log_dir / log_name) as app:
         bodies = callback_bodies(app.url)
         wait_for(lambda: app.status()["received"] > 100, 30, "stream not flowing")
         t0 = time.monotonic() + warmup_s
@@ -589,14 +589,16 @@ def memory_run(history: int, minutes: float, pages: int, log_dir: Path) -> dict:
             sender.kill()
         shutil.rmtree(profile, ignore_errors=True)
     rss = [s[1] for s in samples]
-    # Growth after the pages settled: median RSS of the last third of the samples minus that of the
-    # first third (medians, because reading an hour of history briefly allocates tens of MiB).
-    settled = [s[1] for s in samples if s[0] >= SETTLE_S] or rss
-    third = max(1, len(settled) // 3)
-    drift = statistics.median(settled[-third:]) - statistics.median(settled[:third])
+    # Growth once the pages settled: the first third of the watch is warm-up (first figures, caches,
+    # allocator arenas); the median of the last third minus that of the middle third is the trend
+    # (medians, because reading an hour of history briefly allocates tens of MiB).
+    third = max(1, len(rss) // 3)
+    settled = rss[third:] or rss
+    drift = statistics.median(rss[-third:]) - statistics.median(rss[third:2 * third] or rss)
     return {"history_rows": history, "fill_s": fill_s, "fill_rows_per_s": history / fill_s,
             "rss_empty_mib": rss_empty, "rss_filled_mib": rss_full, "rss_max_mib": max(rss), "rss_last_mib": rss[-1],
-            "rss_first_mib": rss[0], "rss_settled_mib": statistics.median(settled[:third]), "drift_mib": drift,
+            "rss_first_mib": rss[0], "rss_settled_mib": statistics.median(rss[third:2 * third] or rss),
+            "drift_mib": drift, "settled_max_mib": max(settled),
             "minutes": minutes, "pages": pages,
             "samples": samples, "received": status["received"], "missed_pulses": status["missed_pulses"]}
 
@@ -702,7 +704,8 @@ def tables(results: dict) -> str:
         out.append("|---|---|---|---|---:|---:|---:|---:|---:|")
         for run in results["http"]:
             extra = " + history 1 Hz" if run.get("history") else ""
-            out.append(f"| {run['mode']} | {run['clients']} × {run['rate_hz']:.0f} Hz{extra} | {run['image_calls_per_s']:.0f} "
+            out.append(f"| {run['mode']} | {run['clients']} × {run['rate_hz']:.0f} Hz{extra} | "
+                       f"{run['image_calls_per_s']:.0f} "
                        f"({run['per_client_hz']:.1f}) | {fmt(run['latency_p50_ms'])} / {fmt(run['latency_p99_ms'])} | "
                        f"{fmt(run['history_p99_ms'])} | {fmt(run['image_kib'], 0)} | {run['server_cpu_pct']:.0f} | "
                        f"{run['cpu_per_client_pct']:.2f} | {run['errors']} |")
@@ -716,8 +719,8 @@ def tables(results: dict) -> str:
         out.append(f"| RSS empty / filled | {mem['rss_empty_mib']:.0f} / {mem['rss_filled_mib']:.0f} MiB |")
         out.append(f"| RSS with {mem['pages']} pages, 100 Hz camera, {mem['minutes']:g} min | first "
                    f"{mem['rss_first_mib']:.0f}, max {mem['rss_max_mib']:.0f}, last {mem['rss_last_mib']:.0f} MiB; "
-                   f"median of the first third after {SETTLE_S:.0f} s {mem['rss_settled_mib']:.0f} MiB, "
-                   f"last third {mem['drift_mib']:+.1f} MiB from that |")
+                   f"after the first third (warm-up): median {mem['rss_settled_mib']:.0f} MiB, the last third "
+                   f"{mem['drift_mib']:+.1f} MiB from that |")
     big = results.get("big")
     if big:
         out.append("")
@@ -773,13 +776,14 @@ def goals(results: dict) -> list[tuple[str, str, str, bool | None]]:
                          f"{run['per_client_hz']:.1f} vs {nv['per_client_hz']:.1f} Hz per client", None))
     if 1 in fast:
         kib = page_summary(fast[1])["history_kib"]
-        rows.append(("history per tick", "≤ 5 KiB", f"{fmt(kib, 2)} KiB", kib is not None and kib <= GOALS["history_tick_kib"]))
+        rows.append(("history per tick", "≤ 5 KiB", f"{fmt(kib, 2)} KiB",
+                     kib is not None and kib <= GOALS["history_tick_kib"]))
     mem = results.get("memory")
     if mem:
         ok = mem["rss_max_mib"] <= GOALS["rss_mib"] and mem["drift_mib"] < 0.1 * mem["rss_settled_mib"]
         rows.append(("RSS, 1 h history + 3 pages", "≤ 400 MiB, flat",
-                     f"max {mem['rss_max_mib']:.0f} MiB, median {mem['drift_mib']:+.1f} MiB over "
-                     f"{mem['minutes']:g} min", ok))
+                     f"max {mem['rss_max_mib']:.0f} MiB, last third {mem['drift_mib']:+.1f} MiB vs the middle "
+                     f"third of {mem['minutes']:g} min", ok))
     big = results.get("big")
     if big and "error" not in big:
         ok = big["received"] == big["count"] and big["missed_pulses"] == 0
@@ -850,7 +854,8 @@ def write_doc(results: dict, text: str) -> None:
     section = "\n".join([
         header, "",
         f"Measured {results['date']} with `python bench/display.py{' --quick' if results['quick'] else ''}` "
-        f"on {results['machine']}. Load average at the start: {results['loadavg']}.",
+        f"on {results['machine']}. Load average at the start: {results['loadavg']}."
+        + (f" Parts {results['updated']}." if results.get("updated") else ""),
         "",
         "The browser, the server and the load generator share this machine's cores with whatever else runs "
         "on it; *background CPU* is what other processes used during each window (100 % = one core). "
@@ -889,17 +894,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", default="1,3", help="page counts of the browser runs")
     parser.add_argument("--clients", type=int, default=50, help="polling clients of the HTTP run")
     parser.add_argument("--memory-minutes", type=float, default=None,
-                        help="how long RSS is watched with the camera and 3 pages (default 2, quick 1)")
+                        help="how long RSS is watched with the camera and 3 pages (default 4, quick 1.5)")
     parser.add_argument("--big-seconds", type=float, default=None,
                         help="duration of the 2048x2048 100 Hz stream (default 30, quick 15)")
     parser.add_argument("--big-compression", default="none", choices=("none", "bitshuffle_lz4", "lz4"))
     parser.add_argument("--only", default="pages,http,memory,big", help="which parts to run")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/performance.md")
+    parser.add_argument("--update", metavar="RESULTS_JSON",
+                        help="start from an earlier run's results and replace only the parts run now (--only)")
     args = parser.parse_args(argv)
     quick = args.quick
     warmup, measure = (4.0, 10.0) if quick else (8.0, 25.0)
-    memory_minutes = args.memory_minutes if args.memory_minutes is not None else (1.0 if quick else 2.0)
+    memory_minutes = args.memory_minutes if args.memory_minutes is not None else (1.5 if quick else 4.0)
     big_seconds = args.big_seconds if args.big_seconds is not None else (15.0 if quick else 30.0)
     parts = set(args.only.split(","))
     modes = ["fast"] if args.no_naive else ["fast", "naive"]
@@ -910,6 +917,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "quick": quick,
                                "machine": machine(), "loadavg": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
                                "file": f"display-{stamp}.json"}
+    if args.update:
+        earlier = json.loads(Path(args.update).read_text())
+        results = {**earlier, "file": results["file"],
+                   "updated": f"{', '.join(sorted(parts))} re-run {results['date']} "
+                              f"(load average {results['loadavg']})"}
 
     def save() -> None:
         (RESULTS / results["file"]).write_text(json.dumps(results, indent=1))
