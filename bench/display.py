@@ -497,7 +497,10 @@ def http_run(mode: str, clients: int, rate_hz: float, warmup_s: float, measure_s
         "history_kib": (median([s[2] for s in history]) or 0) / 1024,
         "errors": sum(w.errors for w in workers),
         "server_cpu_pct": cpu["server_cpu_pct"],
-        "cpu_per_client_pct": cpu["server_cpu_pct"] / clients,
+        # what one client at the full rate costs, whether or not the server kept up with all of them
+        # (server CPU includes the 100 Hz camera and receiver, so this is an upper bound)
+        "server_ms_per_call": cpu["server_cpu_pct"] * 10 / max(len(samples) / seconds, 1e-9),
+        "cpu_per_client_pct": cpu["server_cpu_pct"] / max(len(samples) / seconds, 1e-9) * rate_hz,
         "machine_cpu_pct": cpu["machine_cpu_pct"],
     }
 
@@ -700,7 +703,8 @@ def tables(results: dict) -> str:
     if results.get("http"):
         out.append("")
         out.append("| mode | clients × image rate | image calls/s (per client) | image latency p50 / p99 ms "
-                   "| history p99 ms | KiB per image call | server CPU % | CPU % per client | errors |")
+                   "| history p99 ms | KiB per image call | server CPU % | CPU % per client at the full rate "
+                   "| errors |")
         out.append("|---|---|---|---|---:|---:|---:|---:|---:|")
         for run in results["http"]:
             extra = " + history 1 Hz" if run.get("history") else ""
@@ -765,8 +769,10 @@ def goals(results: dict) -> list[tuple[str, str, str, bool | None]]:
     http = {run["mode"]: run for run in results.get("http", []) if not run.get("history")}
     if "fast" in http:
         run = http["fast"]
-        rows.append(("server CPU per polling client at 10 Hz", "≤ 2 %", f"{run['cpu_per_client_pct']:.2f} %",
-                     run["cpu_per_client_pct"] <= GOALS["cpu_per_client_pct"]))
+        per_client = run["server_cpu_pct"] / run["image_calls_per_s"] * run["rate_hz"]  # older results lack it
+        rows.append(("server CPU per polling client at 10 Hz", "≤ 2 %",
+                     f"{per_client:.1f} % ({run['server_cpu_pct'] * 10 / run['image_calls_per_s']:.1f} ms per call; "
+                     f"camera and receiver included)", per_client <= GOALS["cpu_per_client_pct"]))
         rows.append((f"{run['clients']} clients: callback p99", "< 50 ms", f"{fmt(run['latency_p99_ms'])} ms",
                      run["latency_p99_ms"] is not None and run["latency_p99_ms"] < GOALS["http_p99_ms"]))
         if "naive" in http:
