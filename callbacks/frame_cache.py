@@ -76,7 +76,8 @@ class FrameCache:
                 return entry
             started = time.perf_counter()
             try:
-                payload = render_image(frame.image(), view)
+                hold = entry.payload.get("range") if entry is not None else None
+                payload = render_image(frame.image(), view, hold=hold)
             except BsreadError as exc:  # corrupt compressed image: counted, previous frame kept
                 self._failed_seq = frame.seq
                 if self._on_bad_frame is not None:

@@ -27,6 +27,7 @@ IMAGE_DOMAIN_Y = (0.0, 0.78)
 PROFILE_DOMAIN_X = (0.84, 1.0)
 PROFILE_DOMAIN_Y = (0.82, 1.0)
 LEVELS = 255
+HOLD_FRACTION = 0.6  # an automatic colour range is kept while a frame spans at least this much of it
 FAST_TICKS = {"tickangle": 0, "ticklabeloverflow": "allow"}  # axis settings that keep redraws cheap
 
 
@@ -102,8 +103,14 @@ def _bin(image: np.ndarray, fy: int, fx: int) -> np.ndarray:
     return cropped.reshape(h, fy, w, fx).mean(axis=(1, 3), dtype=np.float32)
 
 
-def render_image(image: np.ndarray, view: ImageView) -> dict[str, Any]:
-    """Render one frame for one view. Returns plain JSON-ready values (typed arrays for the data)."""
+def render_image(image: np.ndarray, view: ImageView, hold: tuple[float, float] | list[float] | None = None
+                 ) -> dict[str, Any]:
+    """Render one frame for one view. Returns plain JSON-ready values (typed arrays for the data).
+
+    `hold` is the automatic colour range of this view's previous frame ("range" of its payload): it
+    is kept while the new frame fits inside it and spans at least HOLD_FRACTION of it, so the colour
+    bar (and with it the page's layout) does not change with every frame's noise.
+    """
     height, width = image.shape
     x0, x1 = view.x_range or (0, width)
     y0, y1 = view.y_range or (0, height)
@@ -139,6 +146,10 @@ def render_image(image: np.ndarray, view: ImageView) -> dict[str, Any]:
             auto_lo = float(np.nanmin(shown)) if np.isfinite(shown).any() else 0.0
             auto_hi = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
         auto_lo, auto_hi = nice_range(auto_lo, auto_hi)
+        if hold is not None and len(hold) == 2:
+            held_lo, held_hi = float(hold[0]), float(hold[1])
+            if held_lo <= auto_lo and auto_hi <= held_hi and auto_hi - auto_lo >= HOLD_FRACTION * (held_hi - held_lo):
+                auto_lo, auto_hi = held_lo, held_hi
     lo = lo_req if lo_req is not None else auto_lo
     hi = hi_req if hi_req is not None else auto_hi
     if not hi > lo:
@@ -169,6 +180,7 @@ def render_image(image: np.ndarray, view: ImageView) -> dict[str, Any]:
         "profile_x": typed_array(profile_x),
         "profile_y": typed_array(profile_y),
         "bin": f,
+        "range": [float(lo), float(hi)] if lo_req is None or hi_req is None else None,
         "shape": [int(height), int(width)],
         "shown": [int(z.shape[0]), int(z.shape[1])],
         "peak": peak,

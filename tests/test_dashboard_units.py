@@ -273,6 +273,27 @@ def test_typed_array_round_trip() -> None:
         assert (decode_typed(spec) == array).all()
 
 
+def test_automatic_colour_range_is_held_while_frames_fit_in_it() -> None:
+    """The colour bar (and the page's layout with it) must not change with every frame's noise; a
+    frame outside the held range, or using too little of it, sets a new one."""
+    view = ImageView(bins_x=64, bins_y=48)
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0, 100, (48, 64))
+    first = render_image(base, view)
+    assert first["range"] is not None
+    lo, hi = first["range"]
+    assert lo <= 0.0 + 1e-9 and hi >= base.max()
+    for scale in (0.97, 0.9, 0.8):  # the beam a little weaker: same colour bar
+        held = render_image(base * scale, view, hold=first["range"])
+        assert held["range"] == first["range"] and held["ticktext"] == first["ticktext"]
+    brighter = render_image(base * 1.5, view, hold=first["range"])
+    assert brighter["range"][1] >= (base * 1.5).max() > hi  # never clipped
+    faint = render_image(base * 0.3, view, hold=first["range"])
+    assert faint["range"][1] < 0.6 * hi  # less than HOLD_FRACTION of the range: rescaled
+    manual = ImageView(bins_x=64, bins_y=48, zmin=10.0, zmax=20.0)
+    assert render_image(base, manual, hold=first["range"])["range"] is None  # nothing automatic to hold
+
+
 # --------------------------------------------------------------------------------------------- nice_range
 
 
