@@ -164,7 +164,14 @@ def test_image_patch_carries_typed_arrays_never_lists(source: Source, client: Cl
     assert longest_list(response) <= 8  # colour-bar ticks at most; never pixel or profile data as lists
 
 
-def test_unchanged_frame_sends_no_figure_and_texts_only_when_asked(source: Source, client: Client) -> None:
+def test_unchanged_frame_sends_no_figure_and_texts_only_when_asked(source: Source, client: Client,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import callbacks.frame_cache as frame_cache_module
+
+    clock = ManualClock()  # the cache renders at most once per period: the test decides when one passed
+    monkeypatch.setattr(frame_cache_module, "time", types.SimpleNamespace(monotonic=clock, perf_counter=clock))
     source.buffer.append(camera_message(1, beam(480, 640)))
     first, _ = client.image(1)
     assert all(reading in first for reading in READING_IDS)  # a client that does not say gets the texts
@@ -174,6 +181,7 @@ def test_unchanged_frame_sends_no_figure_and_texts_only_when_asked(source: Sourc
     assert not any(reading in again for reading in READING_IDS) and ids.IMAGE_INFO not in again
     assert size < 1024
     source.buffer.append(camera_message(2, beam(480, 640, seed=1)))
+    clock.now += 0.05  # one display period (-d 0.05)
     newer, _ = client.image(3, last=again[ids.IMAGE_RESPONSE]["data"], texts=False)
     assigned = patch_values(newer[ids.IMAGE_GRAPH]["figure"])
     assert ("data", 0, "z") in assigned
