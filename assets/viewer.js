@@ -8,18 +8,22 @@
  * therefore lowers the frame rate instead of freezing it. A 1 s watchdog restarts a loop whose
  * answer never came (server restarted, network glitch). Hidden tabs and paused pages send nothing.
  *
- * The image loop posts its request to the image callback itself and hands the answer to the
- * graph with one set_props: going through dash-renderer's callback machinery (queues, loading
+ * Both loops post their requests to their Dash callbacks themselves and hand the answers to the
+ * components with set_props: going through dash-renderer's callback machinery (queues, loading
  * states, a re-index of the layout for every output and the answer's own callback) cost about as
  * much main-thread time per frame as plotly.js drawing the heatmap. The server side is the same
- * Dash callback either way; if this path is unavailable the loop falls back to the store.
+ * Dash callback either way; if this path is unavailable the loops fall back to the stores.
+ * New frames are painted by the "live layer" (a canvas over the heatmap, see below) whenever only
+ * the pixels changed; plotly.js draws everything else.
  */
 (function () {
     "use strict";
 
     var loops = {
-        image: {store: "image-request", response: "image-response", n: 0, sentAt: 0, pending: false, timer: null},
-        history: {store: "history-request", response: "history-response", n: 0, sentAt: 0, pending: false, timer: null}
+        image: {store: "image-request", response: "image-response", n: 0, sentAt: 0, due: null, pending: false, timer: null,
+                applied: 0, generation: 0},
+        history: {store: "history-request", response: "history-response", n: 0, sentAt: 0, due: null, pending: false, timer: null,
+                applied: 0, generation: 0}
     };
     var state = {paused: false, config: {image_period_ms: 100, history_period_ms: 500}};
     var STUCK_MS = 5000;
@@ -33,8 +37,9 @@
         return el ? {w: el.clientWidth, h: el.clientHeight} : {w: 0, h: 0};
     }
 
-    function send(name) {
+    function send(name, due) {
         var loop = loops[name];
+        loop.due = due === undefined ? null : due;
         if (loop.timer !== null) {
             clearTimeout(loop.timer);
             loop.timer = null;
@@ -53,8 +58,8 @@
                 textsAt = loop.sentAt;
             }
         }
-        if (name === "image" && !direct.failed && window.store && window.fetch) {
-            fetchImage(loop, data);
+        if (!direct.failed && window.store && window.fetch) {
+            fetchDirect(name, data);
             return;
         }
         window.dash_clientside.set_props(loop.store, {data: data});
@@ -71,11 +76,18 @@
         if (loop.timer !== null) {
             clearTimeout(loop.timer);
         }
-        var wait = Math.max(0, period(name) - (performance.now() - loop.sentAt));
+        // Requests go out on a fixed cadence (the previous due time + period) as long as the answers
+        // keep up: timer lateness then does not add up, and -d 0.05 asks for 20 frames per second,
+        // not a few less. An answer later than a whole period restarts the cadence from now.
+        var now = performance.now();
+        var due = (loop.due === null ? loop.sentAt : loop.due) + period(name);
+        if (due < now - period(name)) {
+            due = now;
+        }
         loop.timer = setTimeout(function () {
             loop.timer = null;
-            send(name);
-        }, wait);
+            send(name, due);
+        }, Math.max(0, due - now));
     }
 
     function kick() {
@@ -90,9 +102,14 @@
         }
     });
 
-    // ----------------------------------------------------------------- direct image requests
+    // -------------------------------------------------------------------------- direct requests
 
-    var direct = {spec: null, failed: false, applied: 0};
+    // Both loops post to their Dash callback themselves (same endpoint, same request and answer as
+    // dash-renderer's) and hand the outputs to the components with set_props. The image answer goes
+    // to the live layer below; the history answer's outputs (four charts, the statistics table) are
+    // applied one per task, so a frame arriving meanwhile is drawn between them instead of waiting
+    // for one ~90 ms task. If the app's dependencies cannot be read, dash-renderer does it all.
+    var direct = {specs: {}, failed: false, prefix: null};
 
     function storeProp(id, prop) {
         // The current value of a component property, as dash-renderer holds it.
@@ -108,10 +125,10 @@
         return node && node.props ? node.props[prop] : undefined;
     }
 
-    function imageSpec() {
-        // The image callback's outputs and states, from the app itself (never a stale copy).
-        if (direct.spec) {
-            return Promise.resolve(direct.spec);
+    function callbackSpec(store) {
+        // The callback a loop's store triggers, from the app itself (never a stale copy).
+        if (direct.specs[store]) {
+            return Promise.resolve(direct.specs[store]);
         }
         var config = document.getElementById("_dash-config");
         var prefix = (config && JSON.parse(config.textContent).requests_pathname_prefix) || "/";
@@ -122,17 +139,17 @@
             return reply.json();
         }).then(function (deps) {
             var dep = deps.filter(function (d) {
-                return !d.clientside_function && d.inputs.length && d.inputs[0].id === loops.image.store;
+                return !d.clientside_function && d.inputs.length && d.inputs[0].id === store;
             })[0];
             if (!dep || dep.output.indexOf("..") !== 0) {
-                throw new Error("no image callback");
+                throw new Error("no callback for " + store);
             }
             var outputs = dep.output.slice(2, -2).split("...").map(function (item) {
                 var dot = item.lastIndexOf(".");
                 return {id: item.slice(0, dot), property: item.slice(dot + 1)};
             });
-            direct.spec = {url: prefix + "_dash-update-component", dep: dep, outputs: outputs};
-            return direct.spec;
+            direct.specs[store] = {url: prefix + "_dash-update-component", dep: dep, outputs: outputs};
+            return direct.specs[store];
         });
     }
 
@@ -161,20 +178,23 @@
         return result;
     }
 
-    function fetchImage(loop, data) {
+    function fetchDirect(name, data) {
+        var loop = loops[name];
         var n = data.n;
-        imageSpec().then(function (spec) {
-            var values = {};
-            values[loop.response + ".data"] = loop.last === undefined ? null : loop.last;
+        var generation = loop.generation;
+        callbackSpec(loop.store).then(function (spec) {
+            var current = function (item) {
+                var value = item.id === loop.response && item.property === "data" ?
+                    (loop.last === undefined ? null : loop.last) : storeProp(item.id, item.property);
+                return {id: item.id, property: item.property, value: value};
+            };
             var body = {
                 output: spec.dep.output,
                 outputs: spec.outputs,
-                inputs: [{id: loop.store, property: "data", value: data}],
-                state: spec.dep.state.map(function (s) {
-                    var key = s.id + "." + s.property;
-                    return {id: s.id, property: s.property,
-                            value: key in values ? values[key] : storeProp(s.id, s.property)};
+                inputs: spec.dep.inputs.map(function (item) {
+                    return item.id === loop.store ? {id: item.id, property: item.property, value: data} : current(item);
                 }),
+                state: spec.dep.state.map(current),
                 changedPropIds: [loop.store + ".data"]
             };
             return fetch(spec.url, {method: "POST", headers: {"Content-Type": "application/json"},
@@ -184,50 +204,443 @@
                 return {};
             }
             if (!reply.ok) {
-                throw new Error("image callback: HTTP " + reply.status);
+                throw new Error(name + " callback: HTTP " + reply.status);
             }
             return reply.json();
         }).then(function (answer) {
-            var response = answer.response || {};
-            if (n > direct.applied) {  // an answer overtaken by a newer one is dropped
-                direct.applied = n;
-                var set = window.dash_clientside.set_props;
-                Object.keys(response).forEach(function (id) {
-                    var props = response[id];
-                    if (id === loop.response) {
-                        loop.last = props.data;
-                    } else if (props.figure !== undefined) {
-                        var figure = patched(storeProp(id, "figure"), props.figure);
-                        if (figure) {
-                            set(id, {figure: figure});
-                        }
-                    } else {
-                        set(id, props);
-                    }
-                });
+            if (generation !== loop.generation) {
+                return;  // dash-renderer answered a settings change meanwhile; its answer stands
             }
-            answered("image");
+            var response = answer.response || {};
+            if (n <= loop.applied) {  // an answer overtaken by a newer one is dropped
+                answered(name);
+                return;
+            }
+            loop.applied = n;
+            if (response[loop.response]) {
+                loop.last = response[loop.response].data;
+            }
+            var ids = Object.keys(response).filter(function (id) {
+                return id !== loop.response;
+            });
+            if (name === "image") {
+                ids.forEach(function (id) {
+                    applyImage(id, response[id], loop.last);
+                });
+                answered(name);
+                return;
+            }
+            (function next() {  // one output per task
+                if (generation !== loop.generation) {
+                    return;
+                }
+                var id = ids.shift();
+                if (id === undefined) {
+                    answered(name);
+                    return;
+                }
+                var props = response[id];
+                if (props.figure !== undefined) {
+                    var figure = patched(storeProp(id, "figure"), props.figure);
+                    props = figure ? Object.assign({}, props, {figure: figure}) : null;
+                }
+                if (props) {
+                    window.dash_clientside.set_props(id, props);
+                }
+                setTimeout(next, 0);
+            })();
         }).catch(function (error) {
-            if (!direct.spec) {
+            if (!direct.specs[loop.store]) {
                 direct.failed = true;  // no dependencies: use dash-renderer from now on
             }
             if (window.console) {
-                window.console.warn("image request failed:", error);
+                window.console.warn(name + " request failed:", error);
             }
-            answered("image");
+            answered(name);
         });
     }
+
+    function applyImage(id, props, frame) {
+        var set = window.dash_clientside.set_props;
+        if (props.figure === undefined) {
+            set(id, props);
+            return;
+        }
+        var base = id === IMAGE_GRAPH && live.figure ? live.figure : storeProp(id, "figure");
+        var figure = patched(base, props.figure);
+        if (figure && id === IMAGE_GRAPH) {
+            live.figure = figure;
+            if (!liveDraw(figure, props.figure, frame)) {
+                fullDraw(figure, frame);
+            }
+        } else if (figure) {
+            set(id, {figure: figure});
+        }
+    }
+
+    function storeAnswered(name, data) {
+        // An answer that came through dash-renderer (a settings change, or no direct path): it is
+        // the newest state; answers of direct requests still on their way are dropped.
+        var loop = loops[name];
+        loop.generation += 1;
+        loop.last = data;
+        answered(name);
+    }
+
+    // ------------------------------------------------------------------------------ live layer
+    //
+    // plotly.js redraws the whole figure for every new z: defaults, axes, colour bar, the heatmap's
+    // colour mapping and a PNG encode, 45-60 ms of main-thread time per frame here, plus dash-renderer's
+    // bookkeeping when the figure goes through set_props. Between two such redraws only the pixels and
+    // the profiles change, so they are painted into a canvas laid exactly over the plot areas of
+    // #image-graph, with the colour scale, axes and geometry plotly.js computed at its last redraw
+    // (about 2 ms per frame). plotly.js still draws the figure whenever anything else changes (zoom,
+    // colour map, colour range, size, the STALE mark) and at least every FULL_REFRESH_MS, so the
+    // colour bar, hover values and dash-renderer's copy of the figure stay current; the canvas is
+    // hidden from the moment the axes move until plotly.js has drawn the new geometry. `?draw=plotly`
+    // turns the layer off (every frame through plotly.js; the benchmark compares both).
+
+    var IMAGE_GRAPH = "image-graph";
+    // plotly.js redraws the frame at least this often, so hover values (read from plotly's data)
+    // are at most this old while the pointer is over the image; otherwise the layer draws on.
+    var FULL_REFRESH_MS = {hover: 1000, idle: 10000};
+    // Patch locations a frame may change while the layer draws it; anything else needs plotly.js.
+    var LIVE_KEYS = {"data.0.z": 1, "data.0.x0": 1, "data.0.dx": 1, "data.0.y0": 1, "data.0.dy": 1,
+                     "data.1.y": 1, "data.2.x": 1};
+    var live = {
+        enabled: !/[?&]draw=plotly(&|$)/.test(window.location.search),
+        figure: null,  // the newest figure, patched here (dash-renderer's copy lags while the layer draws)
+        gd: null,
+        canvas: null,
+        bitmap: null,  // one pixel per bin, scaled onto the canvas
+        geometry: null,  // what plotly.js drew last: axes, plot areas, bins, colour scale
+        lut: null,
+        lutKey: null,
+        fullAt: -Infinity,
+        pending: null,  // the frame handed to plotly.js, announced when it has been drawn
+        pointer: false,  // the pointer is over the graph (hover values wanted)
+        frames: 0,  // frames painted by the layer (tests read it)
+        reasons: {}  // why other frames were handed to plotly.js
+    };
+
+    function announce(gd, frame, path) {
+        // One event per frame on screen, whichever way it got there (benchmark and tests listen).
+        if (frame && gd) {
+            gd.dispatchEvent(new window.CustomEvent("sov-frame", {bubbles: true, detail: {
+                seq: frame.seq, pulse_id: frame.pulse_id, timestamp: frame.timestamp, received: frame.received,
+                path: path}}));
+        }
+    }
+
+    function graphDiv() {
+        var gd = document.querySelector("#" + IMAGE_GRAPH + " .js-plotly-plot");
+        if (gd && gd !== live.gd && typeof gd.on === "function") {
+            live.gd = gd;
+            live.geometry = null;
+            gd.on("plotly_afterplot", afterPlot);
+            gd.on("plotly_relayouting", hideLive);  // a zoom or pan in progress moves the axes
+            gd.on("plotly_relayout", hideLive);
+            gd.addEventListener("pointerenter", function () { live.pointer = true; });
+            gd.addEventListener("pointerleave", function () { live.pointer = false; });
+        }
+        return live.gd;
+    }
+
+    function fullDraw(figure, frame) {
+        // The canvas stays up until plotly.js has drawn (same task): hiding it first would flash
+        // plotly's own picture of the last full redraw, up to FULL_REFRESH_MS old.
+        graphDiv();
+        live.geometry = null;
+        live.pending = frame || null;
+        live.fullAt = performance.now();
+        window.dash_clientside.set_props(IMAGE_GRAPH, {figure: figure});
+    }
+
+    function hideLive() {
+        live.geometry = null;
+        if (live.canvas) {
+            live.canvas.style.visibility = "hidden";
+        }
+        var outer = document.getElementById(IMAGE_GRAPH);
+        if (outer) {
+            outer.classList.remove("sov-live");
+        }
+    }
+
+    function afterPlot() {
+        var gd = live.gd;
+        var frame = live.pending;
+        live.pending = null;
+        live.geometry = live.enabled ? measure(gd) : null;
+        if (!live.geometry || !paint(gd, gd.data, live.geometry)) {
+            hideLive();
+        }
+        announce(gd, frame, "plotly");
+    }
+
+    function measure(gd) {
+        // The geometry plotly.js has just drawn, or null if the layer cannot reproduce it.
+        var fl = gd && gd._fullLayout;
+        var trace = gd && gd._fullData && gd._fullData[0];
+        var data = gd && gd.data && gd.data[0];
+        if (!fl || !trace || !data || !fl.xaxis || !fl.yaxis || !fl.xaxis2 || !fl.yaxis2 || !fl.xaxis.l2p) {
+            return null;
+        }
+        var shape = zShape(data.z);
+        if (!shape || shape.rows < 1 || shape.cols < 1 || !Array.isArray(trace.colorscale)) {
+            return null;
+        }
+        return {
+            width: fl.width, height: fl.height,
+            xa: fl.xaxis, ya: fl.yaxis, xa2: fl.xaxis2, ya2: fl.yaxis2,
+            xrange: fl.xaxis.range.slice(), yrange: fl.yaxis.range.slice(),
+            x0: data.x0, dx: data.dx, y0: data.y0, dy: data.dy, rows: shape.rows, cols: shape.cols,
+            zmin: trace.zmin, zmax: trace.zmax, colorscale: trace.colorscale,
+            lineColor: (gd._fullData[1] && gd._fullData[1].line && gd._fullData[1].line.color) || "#f39c12",
+            lineWidth: (gd._fullData[1] && gd._fullData[1].line && gd._fullData[1].line.width) || 1
+        };
+    }
+
+    function zShape(z) {
+        if (!z || typeof z.bdata !== "string" || z.dtype !== "u1" || typeof z.shape !== "string") {
+            return null;
+        }
+        var dims = z.shape.split(",").map(Number);
+        return dims.length === 2 ? {rows: dims[0], cols: dims[1]} : null;
+    }
+
+    function decode(spec, Type) {
+        // A plotly.js typed-array spec ({dtype, bdata}) as a typed array.
+        var text = window.atob(spec.bdata);
+        var bytes = new Uint8Array(text.length);
+        for (var i = 0; i < text.length; i++) {
+            bytes[i] = text.charCodeAt(i);
+        }
+        return Type === Uint8Array ? bytes : new Type(bytes.buffer, 0, bytes.length / Type.BYTES_PER_ELEMENT);
+    }
+
+    function typed(spec) {
+        if (!spec || typeof spec.bdata !== "string") {
+            return null;
+        }
+        var Type = {f4: Float32Array, f8: Float64Array, u1: Uint8Array, u2: Uint16Array, i4: Int32Array}[spec.dtype];
+        return Type ? decode(spec, Type) : null;
+    }
+
+    function colourTable(geometry) {
+        // 256 RGBA colours (as little-endian uint32) for levels 0..255: the colour scale plotly.js
+        // resolved, interpolated linearly between its stops over [zmin, zmax], as plotly.js does.
+        var key = JSON.stringify([geometry.colorscale, geometry.zmin, geometry.zmax]);
+        if (live.lutKey === key) {
+            return live.lut;
+        }
+        var probe = document.createElement("canvas").getContext("2d", {willReadFrequently: true});
+        var stops = geometry.colorscale.map(function (stop) {
+            probe.fillStyle = "#000";
+            probe.fillStyle = stop[1];
+            probe.fillRect(0, 0, 1, 1);
+            var px = probe.getImageData(0, 0, 1, 1).data;
+            return [Number(stop[0]), px[0], px[1], px[2]];
+        });
+        var lut = new Uint32Array(256);
+        var span = geometry.zmax - geometry.zmin || 1;
+        for (var level = 0; level < 256; level++) {
+            var t = Math.min(1, Math.max(0, (level - geometry.zmin) / span));
+            var j = 1;
+            while (j < stops.length - 1 && stops[j][0] < t) {
+                j++;
+            }
+            var a = stops[j - 1], b = stops[Math.min(j, stops.length - 1)];
+            var f = b[0] > a[0] ? (t - a[0]) / (b[0] - a[0]) : 0;
+            var rgb = [1, 2, 3].map(function (c) {
+                return Math.round(a[c] + (b[c] - a[c]) * f);
+            });
+            lut[level] = (255 << 24 | rgb[2] << 16 | rgb[1] << 8 | rgb[0]) >>> 0;
+        }
+        live.lut = lut;
+        live.lutKey = key;
+        return lut;
+    }
+
+    function liveCanvas(gd, geometry) {
+        // A canvas over the whole graph, above plotly's plot layer, under its hover and zoom layers.
+        var container = gd.querySelector(".svg-container");
+        var plotSvg = container && container.querySelector("svg.main-svg");
+        if (!plotSvg) {
+            return null;
+        }
+        var canvas = live.canvas;
+        if (!canvas) {
+            canvas = live.canvas = document.createElement("canvas");
+            canvas.className = "sov-live-layer";
+            canvas.style.position = "absolute";
+            canvas.style.left = "0";
+            canvas.style.top = "0";
+            canvas.style.pointerEvents = "none";
+            canvas.style.willChange = "transform";  // its own layer: a new frame repaints nothing under it
+        }
+        if (canvas.parentNode !== container || canvas.previousSibling !== plotSvg) {
+            container.insertBefore(canvas, plotSvg.nextSibling);
+        }
+        var ratio = window.devicePixelRatio || 1;
+        var w = Math.round(geometry.width * ratio), h = Math.round(geometry.height * ratio);
+        if (canvas.width !== w || canvas.height !== h) {
+            canvas.width = w;
+            canvas.height = h;
+            canvas.style.width = geometry.width + "px";
+            canvas.style.height = geometry.height + "px";
+        }
+        return canvas;
+    }
+
+    function paint(gd, data, geometry) {
+        // Paint one frame (figure data: heatmap, x profile, y profile) with `geometry`. True if drawn.
+        var shape = zShape(data[0] && data[0].z);
+        if (!shape || shape.rows !== geometry.rows || shape.cols !== geometry.cols) {
+            return false;
+        }
+        var canvas = liveCanvas(gd, geometry);
+        if (!canvas) {
+            return false;
+        }
+        var levels = decode(data[0].z, Uint8Array);
+        if (levels.length !== shape.rows * shape.cols) {
+            return false;
+        }
+        var lut = colourTable(geometry);
+        var bitmap = live.bitmap;
+        if (!bitmap || bitmap.width !== shape.cols || bitmap.height !== shape.rows) {
+            bitmap = live.bitmap = document.createElement("canvas");
+            bitmap.width = shape.cols;
+            bitmap.height = shape.rows;
+        }
+        var bctx = bitmap.getContext("2d");
+        var pixels = bctx.createImageData(shape.cols, shape.rows);
+        var out = new Uint32Array(pixels.data.buffer);
+        for (var i = 0; i < levels.length; i++) {
+            out[i] = lut[levels[i]];
+        }
+        bctx.putImageData(pixels, 0, 0);
+
+        var ctx = canvas.getContext("2d");
+        var ratio = canvas.width / geometry.width;
+        ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+        ctx.clearRect(0, 0, geometry.width, geometry.height);
+        var xa = geometry.xa, ya = geometry.ya, xa2 = geometry.xa2, ya2 = geometry.ya2;
+        // Image: bin edges through the axes' own data-to-pixel maps, clipped to the plot area.
+        var left = xa._offset + xa.l2p(geometry.x0 - geometry.dx / 2);
+        var right = xa._offset + xa.l2p(geometry.x0 + (shape.cols - 0.5) * geometry.dx);
+        var top = ya._offset + ya.l2p(geometry.y0 - geometry.dy / 2);
+        var bottom = ya._offset + ya.l2p(geometry.y0 + (shape.rows - 0.5) * geometry.dy);
+        ctx.save();
+        ctx.beginPath();
+        ctx.rect(xa._offset, ya._offset, xa._length, ya._length);
+        ctx.clip();
+        ctx.imageSmoothingEnabled = false;
+        ctx.translate(left, top);
+        ctx.scale((right - left) / shape.cols, (bottom - top) / shape.rows);
+        ctx.drawImage(bitmap, 0, 0);
+        ctx.restore();
+        // Profiles, each scaled to its own panel as plotly's autorange would.
+        ctx.strokeStyle = geometry.lineColor;
+        ctx.lineWidth = geometry.lineWidth;
+        profile(ctx, typed(data[1] && data[1].y), geometry.x0, geometry.dx,
+                function (x) { return xa._offset + xa.l2p(x); },
+                ya2._offset + ya2._length, ya2._offset, false, xa, ya2);
+        profile(ctx, typed(data[2] && data[2].x), geometry.y0, geometry.dy,
+                function (y) { return ya._offset + ya.l2p(y); },
+                xa2._offset, xa2._offset + xa2._length, true, xa2, ya);
+        canvas.style.visibility = "visible";
+        document.getElementById(IMAGE_GRAPH).classList.add("sov-live");
+        live.frames += 1;
+        return true;
+    }
+
+    function profile(ctx, values, start, step, place, low, high, vertical, clipX, clipY) {
+        // One profile line: `place` maps the position along the image axis to pixels, the value goes
+        // from `low` (minimum) to `high` (maximum) pixels across the profile's panel.
+        if (!values || values.length < 2) {
+            return;
+        }
+        var min = Infinity, max = -Infinity;
+        for (var i = 0; i < values.length; i++) {
+            var v = values[i];
+            if (v < min) { min = v; }
+            if (v > max) { max = v; }
+        }
+        if (!isFinite(min) || !isFinite(max)) {
+            return;
+        }
+        var pad = (max - min) * 0.05 || 1;
+        min -= pad;
+        max += pad;
+        var scale = (high - low) / (max - min);
+        ctx.save();
+        ctx.beginPath();
+        ctx.rect(clipX._offset, clipY._offset, clipX._length, clipY._length);
+        ctx.clip();
+        ctx.beginPath();
+        for (var k = 0; k < values.length; k++) {
+            var along = place(start + k * step);
+            var across = low + (values[k] - min) * scale;
+            if (vertical) {
+                ctx[k ? "lineTo" : "moveTo"](across, along);
+            } else {
+                ctx[k ? "lineTo" : "moveTo"](along, across);
+            }
+        }
+        ctx.stroke();
+        ctx.restore();
+    }
+
+    function redraw(reason) {
+        // Counts why frames went through plotly.js (benchmark and tests read it); always false.
+        live.reasons[reason] = (live.reasons[reason] || 0) + 1;
+        return false;
+    }
+
+    function liveDraw(figure, update, frame) {
+        // Paint this answer with the layer if only the frame changed since plotly.js last drew.
+        var gd = graphDiv();
+        var geometry = live.geometry;
+        if (!live.enabled || !gd || !geometry || !update || !update.__dash_patch_update ||
+                performance.now() - live.fullAt > FULL_REFRESH_MS[live.pointer ? "hover" : "idle"]) {
+            return redraw(!live.enabled ? "off" : !geometry ? "not measured" :
+                          !update || !update.__dash_patch_update ? "whole figure" : "refresh");
+        }
+        for (var i = 0; i < update.operations.length; i++) {
+            if (!LIVE_KEYS[update.operations[i].location.join(".")]) {
+                return redraw(update.operations[i].location.join("."));
+            }
+        }
+        var heatmap = figure.data[0];
+        var fl = gd._fullLayout;
+        if (heatmap.x0 !== geometry.x0 || heatmap.dx !== geometry.dx || heatmap.y0 !== geometry.y0 ||
+                heatmap.dy !== geometry.dy || !fl || fl.width !== geometry.width || fl.height !== geometry.height ||
+                fl.xaxis !== geometry.xa || fl.yaxis !== geometry.ya ||
+                String(fl.xaxis.range) !== String(geometry.xrange) ||
+                String(fl.yaxis.range) !== String(geometry.yrange)) {
+            return redraw("geometry");
+        }
+        if (!paint(gd, figure.data, geometry)) {
+            return redraw("not painted");
+        }
+        announce(gd, frame, "live");
+        return true;
+    }
+
+    window.streamViewerLive = live;  // for the browser benchmark and tests
 
     window.streamViewerLoops = loops;  // for the browser benchmark and tests
 
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
         viewer: {
-            imageAnswered: function () {
-                answered("image");
+            imageAnswered: function (data) {
+                storeAnswered("image", data);
                 return window.dash_clientside.no_update;
             },
-            historyAnswered: function () {
-                answered("history");
+            historyAnswered: function (data) {
+                storeAnswered("history", data);
                 return window.dash_clientside.no_update;
             },
             watchdog: function (nIntervals, config, paused) {

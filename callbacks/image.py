@@ -67,7 +67,7 @@ def image_update(cache: FrameCache, source: Any, names: ChannelNames, request: d
         texts = readings_text(latest, names.energy, names.rate, None)
         return (no_update, response, "waiting for the first frame…", *texts)
     payload = entry.payload
-    response.update(seq=entry.seq, pulse_id=entry.pulse_id, timestamp=entry.timestamp,
+    response.update(seq=entry.seq, pulse_id=entry.pulse_id, timestamp=entry.timestamp, received=entry.received,
                     colorscale=payload["colorscale"], ticktext=payload["ticktext"], bin=payload["bin"],
                     origin=[payload["x0"], payload["y0"]])
     unchanged = last.get("seq") == entry.seq and last.get("view") == response["view"] and last.get("stale") == stale

@@ -56,13 +56,26 @@ const fingerprint = s => {  // FNV-1a of the base64 levels: equal pictures, equa
     return (h >>> 0).toString(16) + ':' + s.length;
 };
 const gd = document.querySelector('#image-graph .js-plotly-plot');
-let image = null;
+const live = window.streamViewerLive || {};
+let image = null, plotly = null, screen = null;
 if (gd && gd.data && gd._fullData && gd._fullData[0]) {
-    const z = gd.data[0].z, full = gd._fullData[0].z;
+    // The newest frame the page has (viewer.js keeps it; before the first answer it is plotly's).
+    const heatmap = (live.figure || gd).data[0], z = heatmap.z;
     image = {dtype: z ? z.dtype || null : null, bdata: z && z.bdata ? fingerprint(z.bdata) : null,
-             rows: full ? full.length : 0, cols: full && full[0] ? full[0].length : 0,
-             row_type: full && full[0] ? Object.prototype.toString.call(full[0]) : null,
-             x0: gd.data[0].x0, dx: gd.data[0].dx, y0: gd.data[0].y0, colorscale: gd.data[0].colorscale};
+             shape: z && z.shape ? z.shape : null, x0: heatmap.x0, dx: heatmap.dx, y0: heatmap.y0,
+             colorscale: heatmap.colorscale};
+    // What plotly.js itself holds, decoded from the typed array.
+    const full = gd._fullData[0].z;
+    plotly = {rows: full ? full.length : 0, cols: full && full[0] ? full[0].length : 0,
+              row_type: full && full[0] ? Object.prototype.toString.call(full[0]) : null,
+              bdata: gd.data[0].z && gd.data[0].z.bdata ? fingerprint(gd.data[0].z.bdata) : null};
+}
+if (live.canvas && live.canvas.style.visibility === 'visible' && live.canvas.width > 0) {
+    // The pixels on screen in the live layer: a fingerprint of every 7th byte.
+    const px = live.canvas.getContext('2d').getImageData(0, 0, live.canvas.width, live.canvas.height).data;
+    let h = 2166136261;
+    for (let i = 0; i < px.length; i += 7) { h ^= px[i]; h = Math.imul(h, 16777619); }
+    screen = (h >>> 0).toString(16);
 }
 const history = document.querySelector('#energy-history-graph .js-plotly-plot');
 const loops = window.streamViewerLoops || {};
@@ -70,12 +83,88 @@ return {
     state: text('stream-state'), pulse_id: text('pulse-id-value'), energy: text('beam-energy-value'),
     rate: text('repetition-rate-value'), pause: text('pause-button'), hidden: document.hidden,
     heatmap_drawn: !!document.querySelector('#image-graph .heatmaplayer image'),
-    image: image,
+    image: image, plotly: plotly, screen: screen,
+    live_frames: live.frames || 0, live_shown: !!document.querySelector('#image-graph.sov-live'),
     history_points: history && history.data && history.data[0] ? history.data[0].x.length : 0,
     image_requests: loops.image ? loops.image.n : 0,
     image_loop_idle: loops.image ? !loops.image.pending && loops.image.timer === null : false,
 };
 """
+
+
+# Redraws #image-graph with plotly.js (the page paused, so no frame arrives meanwhile), then compares
+# the live layer's canvas, which viewer.js repaints from the figure plotly.js has just drawn, with
+# plotly's own heatmap image, at the centre of sampled bins and of the brightest bin.
+COMPARE_JS = """
+const done = arguments[arguments.length - 1];
+const gd = document.querySelector('#image-graph .js-plotly-plot');
+const live = window.streamViewerLive;
+gd.once('plotly_afterplot', () => setTimeout(() => {
+    const element = gd.querySelector('.heatmaplayer image');
+    const href = element.getAttribute('href') || element.getAttribute('xlink:href');
+    const box = gd.getBoundingClientRect(), area = element.getBoundingClientRect();
+    const picture = new Image();
+    picture.onerror = () => done({error: 'plotly image did not load'});
+    picture.onload = () => {
+        const reference = document.createElement('canvas');
+        reference.width = Math.round(box.width);
+        reference.height = Math.round(box.height);
+        const rctx = reference.getContext('2d');
+        rctx.imageSmoothingEnabled = false;
+        rctx.drawImage(picture, area.left - box.left, area.top - box.top, area.width, area.height);
+        const ref = rctx.getImageData(0, 0, reference.width, reference.height).data;
+        const canvas = live.canvas, ratio = canvas.width / box.width;
+        const mine = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, trace = gd.data[0];
+        const [rows, cols] = trace.z.shape.split(',').map(Number);
+        const raw = atob(trace.z.bdata);
+        let peak = 0;
+        for (let k = 1; k < raw.length; k++) { if (raw.charCodeAt(k) > raw.charCodeAt(peak)) peak = k; }
+        const bins = [[Math.floor(peak / cols), peak % cols]];
+        const step = Math.max(1, Math.floor(Math.min(rows, cols) / 25));
+        for (let i = 0; i < rows; i += step) { for (let j = 0; j < cols; j += step) { bins.push([i, j]); } }
+        let n = 0, bad = 0, worst = 0;
+        const colours = new Set();
+        for (const [i, j] of bins) {
+            const x = xa._offset + xa.l2p(trace.x0 + j * trace.dx), y = ya._offset + ya.l2p(trace.y0 + i * trace.dy);
+            if (x < xa._offset + 1 || x > xa._offset + xa._length - 1 || y < ya._offset + 1 ||
+                y > ya._offset + ya._length - 1) continue;
+            const r = 4 * (Math.floor(y) * reference.width + Math.floor(x));
+            const m = 4 * (Math.floor(y * ratio) * canvas.width + Math.floor(x * ratio));
+            let diff = 0;
+            for (let c = 0; c < 3; c++) diff = Math.max(diff, Math.abs(ref[r + c] - mine[m + c]));
+            n += 1; worst = Math.max(worst, diff); if (diff > 3) bad += 1;
+            colours.add(mine[m] + ',' + mine[m + 1] + ',' + mine[m + 2]);
+        }
+        done({n: n, bad: bad, worst: worst, colours: colours.size, level: raw.charCodeAt(peak),
+              shown: document.getElementById('image-graph').classList.contains('sov-live')});
+    };
+    picture.src = href;
+}, 0));
+Plotly.redraw(gd);
+"""
+
+
+def pause(browser: Any) -> dict[str, Any]:
+    browser.find_element(By.ID, "pause-button").click()
+    wait_until(lambda: read_page(browser)["pause"] == "Resume", timeout=UPDATE_TIMEOUT_S, message="button not Resume")
+    return wait_until(lambda: (lambda page: page if page["image_loop_idle"] else None)(read_page(browser)),
+                      timeout=UPDATE_TIMEOUT_S, interval=0.1, message="the image loop did not stop")
+
+
+def resume(browser: Any) -> None:
+    browser.find_element(By.ID, "pause-button").click()
+    wait_until(lambda: read_page(browser)["pause"] == "Pause", timeout=UPDATE_TIMEOUT_S, message="button not Pause")
+
+
+def live_layer_matches_plotly(browser: Any) -> dict[str, Any]:
+    result = browser.execute_async_script(COMPARE_JS)
+    assert "error" not in result, result
+    assert result["shown"], "the live layer is not shown after plotly drew"
+    assert result["n"] >= 50, f"too few bins compared: {result}"
+    assert result["bad"] == 0, f"the live layer's pixels differ from plotly's heatmap: {result}"
+    assert result["colours"] >= 5 and result["level"] >= 200, f"a picture without a beam compared: {result}"
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -146,13 +235,19 @@ def test_page_draws_the_image_and_the_readings_advance(served, driver, tmp_path:
     assert first["hidden"] is False
     image = first["image"]
     assert image["dtype"] == "u1" and image["bdata"], "z did not arrive as a base64 uint8 typed array"
-    assert image["row_type"] == "[object Uint8Array]"
-    assert image["rows"] >= 50 and image["cols"] >= 50  # a real picture, not the 1x1 placeholder
-    assert image["rows"] <= 480 and image["cols"] <= 640
+    plotly = first["plotly"]
+    assert plotly["row_type"] == "[object Uint8Array]"
+    assert plotly["rows"] >= 50 and plotly["cols"] >= 50  # a real picture, not the 1x1 placeholder
+    assert plotly["rows"] <= 480 and plotly["cols"] <= 640
 
-    later = wait_until(lambda: (lambda page: page if pulse_id(page) > pulse_id(first) else None)(read_page(driver)),
-                       timeout=UPDATE_TIMEOUT_S, interval=0.2, message="pulse id did not advance")
+    def advanced(page: dict[str, Any]) -> bool:
+        return (pulse_id(page) > pulse_id(first) and page["live_frames"] > first["live_frames"] + 2
+                and page["screen"] not in (None, first["screen"]))
+
+    later = wait_until(lambda: (lambda page: page if advanced(page) else None)(read_page(driver)),
+                       timeout=UPDATE_TIMEOUT_S, interval=0.2, message="the picture on screen did not advance")
     assert later["image"]["bdata"] != image["bdata"], "the heatmap did not change with the pulse"
+    assert later["live_shown"], "the live layer paints but is not shown"
     assert later["state"] == "live"
     assert later["energy"].endswith(" GeV") and 5.0 <= float(later["energy"].split()[0]) <= 5.5
     assert later["rate"] == "100.00 Hz"
@@ -190,7 +285,8 @@ def test_two_pages_update_at_once(served, driver) -> None:
         def both_advanced() -> dict[str, dict[str, Any]] | None:
             now = snapshot()
             ok = all(pulse_id(now[h]) > pulse_id(start[h]) and now[h]["image_requests"] > start[h]["image_requests"]
-                     and now[h]["image"]["bdata"] != start[h]["image"]["bdata"] for h in now)
+                     and now[h]["image"]["bdata"] != start[h]["image"]["bdata"]
+                     and now[h]["screen"] != start[h]["screen"] for h in now)
             return now if ok else None
 
         # Each page keeps its own request loop going while the other one is open.
@@ -218,6 +314,7 @@ def test_pause_holds_the_view_and_resume_catches_up(served, driver) -> None:
         page = read_page(driver)
         assert page["pulse_id"] == held["pulse_id"], "the paused page kept updating"
         assert page["image"]["bdata"] == held["image"]["bdata"], "the paused heatmap changed"
+        assert page["screen"] == held["screen"], "the paused picture on screen changed"
         assert page["image_requests"] == held["image_requests"], "the paused page kept asking for frames"
         time.sleep(0.2)
     newest = status(url)
@@ -229,6 +326,37 @@ def test_pause_holds_the_view_and_resume_catches_up(served, driver) -> None:
         lambda: (lambda page: page if pulse_id(page) >= newest["last_pulse_id"] else None)(read_page(driver)),
         timeout=UPDATE_TIMEOUT_S, interval=0.1, message="resume did not catch up with the stream")
     assert caught_up["image"]["bdata"] != held["image"]["bdata"]
+    wait_until(lambda: read_page(driver)["screen"] != held["screen"], timeout=UPDATE_TIMEOUT_S, interval=0.1,
+               message="the picture on screen did not follow the resumed stream")
+
+
+def test_the_live_layer_paints_what_plotly_draws(served, driver) -> None:
+    """Between plotly.js redraws, frames are painted into viewer.js's canvas over the plot; it must
+    show exactly what plotly.js would (same colours, same place), or the picture would lie."""
+    pause(driver)
+    try:
+        live_layer_matches_plotly(driver)
+    finally:
+        resume(driver)
+
+
+def test_draw_plotly_turns_the_live_layer_off(served, driver) -> None:
+    """`?draw=plotly` (the benchmark's comparison): every frame goes through plotly.js."""
+    first_window = driver.current_window_handle
+    driver.switch_to.new_window("window")
+    try:
+        driver.get(served[0] + "/?draw=plotly")
+        first = wait_until(lambda: (lambda page: page if page["plotly"] and page["plotly"]["bdata"]
+                                    and page["pulse_id"] not in (None, "—") else None)(read_page(driver)),
+                           timeout=PAGE_TIMEOUT_S, interval=0.2, message="the page never drew the image")
+        seen = {first["plotly"]["bdata"]}
+        wait_until(lambda: seen.add(read_page(driver)["plotly"]["bdata"]) or len(seen) >= 4,
+                   timeout=UPDATE_TIMEOUT_S, interval=0.05, message="plotly.js did not draw new frames")
+        page = read_page(driver)
+        assert page["live_frames"] == 0 and not page["live_shown"] and page["screen"] is None
+    finally:
+        driver.close()
+        driver.switch_to.window(first_window)
 
 
 def test_zoom_is_shown_at_native_resolution_and_settings_apply(served, driver) -> None:
@@ -237,13 +365,23 @@ def test_zoom_is_shown_at_native_resolution_and_settings_apply(served, driver) -
     driver.execute_script(relayout, {"xaxis.range": [99.5, 149.5], "yaxis.range": [239.5, 199.5]})
     zoomed = wait_until(lambda: (lambda page: page if page["image"]["x0"] == 100 else None)(read_page(driver)),
                         timeout=UPDATE_TIMEOUT_S, interval=0.2, message="the zoomed region never arrived")
-    assert (zoomed["image"]["rows"], zoomed["image"]["cols"]) == (40, 50)
+    assert zoomed["image"]["shape"] == "40, 50"
     assert zoomed["image"]["dx"] == 1 and zoomed["image"]["y0"] == 200
+    # Once zoomed, the live layer lines up with the new axes (each bin is ~15 screen pixels now).
+    wait_until(lambda: read_page(driver)["live_shown"], timeout=UPDATE_TIMEOUT_S, interval=0.1,
+               message="the live layer did not come back after zooming")
+    pause(driver)
+    try:
+        result = driver.execute_async_script(COMPARE_JS)
+        assert "error" not in result and result["shown"] and result["n"] >= 50 and result["bad"] == 0, result
+    finally:
+        resume(driver)
 
     driver.execute_script(relayout, {"xaxis.autorange": True, "yaxis.autorange": True})
     full = wait_until(lambda: (lambda page: page if page["image"]["x0"] != 100 else None)(read_page(driver)),
                       timeout=UPDATE_TIMEOUT_S, interval=0.2, message="zooming out did not restore the full frame")
-    assert full["image"]["dx"] > 1 and full["image"]["rows"] < 480 and full["image"]["cols"] > 50
+    rows, cols = (int(n) for n in full["image"]["shape"].split(","))
+    assert full["image"]["dx"] > 1 and rows < 480 and cols > 50
 
     Select(driver.find_element(By.ID, "image-colormap")).select_by_value("Jet")
     wait_until(lambda: read_page(driver)["image"]["colorscale"] == "Jet", timeout=UPDATE_TIMEOUT_S, interval=0.2,
