@@ -9,8 +9,10 @@ the same run with a naive baseline (`SOV_NAIVE_IMAGE=1`: a full-resolution `go.F
 built for every request) so the gain is a ratio measured under the same machine load:
 
   pages    headless Chromium (Debian's /usr/bin/chromium through playwright), N = 1 and 3 pages on the
-           simulated 100 Hz 480x640 camera with `-d 0.05`. Per page: image frames actually drawn per
-           second (plotly_afterplot on #image-graph with a new frame), pulse -> pixels latency (the
+           simulated 100 Hz 480x640 camera with `-d 0.05`, in three modes: the app as shipped, the same
+           app with every frame drawn by plotly.js (`?draw=plotly`, viewer.js's live layer off) and the
+           naive baseline. Per page: image frames actually put on screen per second (viewer.js's
+           `sov-frame` event, sent once the pixels are in place), pulse -> pixels latency (the
            frame's pulse timestamp against the clock at the first animation frame after drawing),
            callback round trip and bytes per update (Resource Timing of _dash-update-component),
            history bytes per tick, main-thread CPU per drawn frame (Chromium's ThreadTime); browser
@@ -75,13 +77,14 @@ MIB = 1024 * 1024
 GOALS = {"fps_1_page": 20.0, "fps_3_pages": 10.0, "latency_p50_ms": 100.0, "latency_p99_ms": 250.0,
          "cpu_per_client_pct": 2.0, "http_p99_ms": 50.0, "history_tick_kib": 5.0, "rss_mib": 400.0}
 
-# Injected into every page before its scripts run. Counts frames drawn into #image-graph: a
-# plotly_afterplot whose figure holds a new z AND a new frame (seq) in the image-response store
-# (dash-renderer has applied both outputs of the callback by then). The pulse -> pixels latency is
-# taken at the next animation frame, i.e. when the browser is about to paint those pixels.
+# Injected into every page before its scripts run. Counts the frames put on screen in #image-graph:
+# viewer.js announces each one with a `sov-frame` event once its pixels are in place, whichever way
+# they got there (painted by its live layer, or drawn by plotly.js: then at plotly_afterplot). The
+# pulse -> pixels latency is taken at the next animation frame, i.e. when the browser is about to
+# paint those pixels. A frame (seq) is counted once.
 PAGE_JS = r"""
 (() => {
-  const perf = window.__displayBench = {drawn: [], fetches: [], lastSeq: null, lastZ: null, hidden: 0};
+  const perf = window.__displayBench = {drawn: [], fetches: [], lastSeq: null, hidden: 0};
   performance.setResourceTimingBufferSize(1000000);
   const origFetch = window.fetch;
   window.fetch = function (input, init) {
@@ -94,32 +97,13 @@ PAGE_JS = r"""
     }
     return origFetch.apply(this, arguments);
   };
-  function response() {  // the last image answer: viewer.js keeps it (direct path) or the store has it
-    const loops = window.streamViewerLoops;
-    if (loops && loops.image && loops.image.last !== undefined) return loops.image.last;
-    const state = window.store && window.store.getState && window.store.getState();
-    const path = state && state.paths && state.paths.strs && state.paths.strs['image-response'];
-    if (!path) return null;
-    let node = state.layout;
-    for (const key of path) { node = node && node[key]; }
-    return node && node.props ? node.props.data : null;
-  }
-  function hook() {
-    const gd = document.querySelector('#image-graph .js-plotly-plot');
-    if (!gd || typeof gd.on !== 'function') return false;
-    gd.on('plotly_afterplot', () => {
-      const z = gd.data && gd.data[0] && gd.data[0].z;
-      if (!z || z === perf.lastZ) return;
-      perf.lastZ = z;
-      const data = response();
-      if (!data || data.seq === null || data.seq === undefined || data.seq === perf.lastSeq) return;
-      perf.lastSeq = data.seq;
-      const pulse = data.timestamp;
-      requestAnimationFrame(() => perf.drawn.push([performance.now(), Date.now() / 1000 - pulse]));
-    });
-    return true;
-  }
-  const timer = setInterval(() => { if (hook()) clearInterval(timer); }, 50);
+  document.addEventListener('sov-frame', (event) => {
+    const frame = event.detail || {};
+    if (frame.seq === null || frame.seq === undefined || frame.seq === perf.lastSeq) return;
+    perf.lastSeq = frame.seq;
+    requestAnimationFrame(() => perf.drawn.push([performance.now(), Date.now() / 1000 - frame.timestamp,
+                                                 frame.path, Date.now() / 1000 - frame.received]));
+  });
   document.addEventListener('visibilitychange', () => { if (document.hidden) perf.hidden += 1; });
 })();
 """
@@ -278,7 +262,8 @@ class Load:
 
 
 def browser_run(mode: str, pages: int, warmup_s: float, measure_s: float, log_dir: Path) -> dict:
-    """N pages on the simulated camera; mode 'fast' (the app) or 'naive' (SOV_NAIVE_IMAGE=1)."""
+    """N pages on the simulated camera. Modes: 'fast' (the app as shipped), 'plotly' (the same app and
+    answers, every frame drawn by plotly.js: `?draw=plotly`), 'naive' (SOV_NAIVE_IMAGE=1)."""
     from playwright.sync_api import sync_playwright
 
     env = {"SOV_NAIVE_IMAGE": "1"} if mode == "naive" else {}
@@ -295,7 +280,7 @@ def browser_run(mode: str, pages: int, warmup_s: float, measure_s: float, log_di
                 sessions = []
                 for tab in tabs:
                     tab.add_init_script(PAGE_JS)
-                    tab.goto(app.url, timeout=120_000)
+                    tab.goto(app.url + ("/?draw=plotly" if mode == "plotly" else "/"), timeout=120_000)
                     session = context.new_cdp_session(tab)
                     session.send("Performance.enable")
                     sessions.append(session)
@@ -341,6 +326,11 @@ def page_figures(raw: dict, seconds: float, thread_cpu_s: float) -> dict:
     return {
         "fps": fps,
         "frames": len(drawn),
+        "live_frames": sum(1 for d in drawn if len(d) > 2 and d[2] == "live"),
+        # the part of pulse -> pixels after the receiver had the message (the rest is the stream's
+        # transport and the receiver's queue)
+        "receipt_p50_ms": percentile([d[3] * 1000 for d in drawn if len(d) > 3 and d[3] is not None], 50),
+        "receipt_p99_ms": percentile([d[3] * 1000 for d in drawn if len(d) > 3 and d[3] is not None], 99),
         "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
         "gap_p50_ms": percentile(gaps, 50), "gap_p90_ms": percentile(gaps, 90),
         "callback_p50_ms": percentile([c[1] for c in image], 50),
@@ -686,19 +676,26 @@ def page_summary(run: dict) -> dict:
             "history_kib": agg("history_kib_per_tick"), "ms_per_frame": agg("main_thread_ms_per_frame")}
 
 
+def live_share(run: dict) -> str:
+    frames = sum(p["frames"] for p in run["per_page"])
+    live = sum(p.get("live_frames", 0) for p in run["per_page"])
+    return f"{100 * live / frames:.0f} %" if frames else "—"
+
+
 def tables(results: dict) -> str:
     out = []
     out.append("| mode | pages | drawn fps per page (min–max) | pulse→pixels p50 / p99 ms | callback p50 / p99 ms "
-               "| KiB per image update | history KiB per tick | main-thread ms per frame | browser CPU % "
-               "| server CPU % | background CPU % |")
-    out.append("|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
+               "| KiB per image update | history KiB per tick | main-thread ms per frame | frames by live layer "
+               "| browser CPU % | server CPU % | background CPU % |")
+    out.append("|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for run in results.get("pages", []):
         s = page_summary(run)
         fps = [p["fps"] for p in run["per_page"]]
         out.append(f"| {run['mode']} | {run['pages']} | {min(fps):.1f}–{max(fps):.1f} | "
                    f"{fmt(s['latency_p50_ms'], 0)} / {fmt(s['latency_p99_ms'], 0)} | "
                    f"{fmt(s['callback_p50_ms'])} / {fmt(s['callback_p99_ms'])} | {fmt(s['image_kib'], 0)} | "
-                   f"{fmt(s['history_kib'], 2)} | {fmt(s['ms_per_frame'], 0)} | {run['browser_cpu_pct']:.0f} | "
+                   f"{fmt(s['history_kib'], 2)} | {fmt(s['ms_per_frame'], 0)} | {live_share(run)} | "
+                   f"{run['browser_cpu_pct']:.0f} | "
                    f"{run['server_cpu_pct']:.0f} | {run['background_cpu_pct']:.0f} |")
     if results.get("http"):
         out.append("")
@@ -749,6 +746,7 @@ def goals(results: dict) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     fast = {run["pages"]: run for run in results.get("pages", []) if run["mode"] == "fast"}
     naive = {run["pages"]: run for run in results.get("pages", []) if run["mode"] == "naive"}
+    plotly = {run["pages"]: run for run in results.get("pages", []) if run["mode"] == "plotly"}
     if 1 in fast:
         fps = min(p["fps"] for p in fast[1]["per_page"])
         rows.append(("drawn fps, 1 page", f"≥ {GOALS['fps_1_page']:.0f}", f"{fps:.1f}", fps >= GOALS["fps_1_page"]))
@@ -762,6 +760,10 @@ def goals(results: dict) -> list[tuple[str, str, str, bool | None]]:
         rows.append((f"pulse→pixels, {pages} page(s)", "p50 ≤ 100 ms, p99 ≤ 250 ms",
                      f"{fmt(p50, 0)} / {fmt(p99, 0)} ms",
                      None if p50 is None else (p50 <= GOALS["latency_p50_ms"] and p99 <= GOALS["latency_p99_ms"])))
+        if pages in plotly:
+            fa, pa = s["fps_median"], page_summary(plotly[pages])["fps_median"]
+            rows.append((f"gain of the live layer over plotly.js drawing, {pages} page(s)", "ratio",
+                         f"{fa:.1f} / {pa:.1f} fps = ×{fa / pa:.1f}" if pa else "plotly drew nothing", None))
         if pages in naive:
             fa, na = s["fps_median"], page_summary(naive[pages])["fps_median"]
             rows.append((f"gain over naive figure, {pages} page(s)", "ratio",
@@ -865,8 +867,9 @@ def write_doc(results: dict, text: str) -> None:
         "",
         "The browser, the server and the load generator share this machine's cores with whatever else runs "
         "on it; *background CPU* is what other processes used during each window (100 % = one core). "
-        "`fast` is the app, `naive` the baseline of the same run (`SOV_NAIVE_IMAGE=1`: a full-resolution "
-        "`go.Figure(go.Heatmap)` per request, no cache, no binning). Pages ask for 20 frames per second "
+        "`fast` is the app, `plotly` the same app with every frame drawn by plotly.js (`?draw=plotly`: "
+        "viewer.js's live layer off), `naive` the baseline of the same run (`SOV_NAIVE_IMAGE=1`: a "
+        "full-resolution `go.Figure(go.Heatmap)` per request, no cache, no binning). Pages ask for 20 frames per second "
         "(`-d 0.05`) of the simulated 100 Hz 480×640 camera.",
         "",
         goals_table(goals(results)),
@@ -916,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
     big_seconds = args.big_seconds if args.big_seconds is not None else (15.0 if quick else 30.0)
     parts = set(args.only.split(","))
     modes = ["fast"] if args.no_naive else ["fast", "naive"]
+    page_modes = ["fast", "plotly"] + modes[1:]
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_dir = RESULTS / f"display-{stamp}-logs"
@@ -935,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     if "pages" in parts:
         results["pages"] = []
         for pages in [int(p) for p in args.pages.split(",")]:
-            for mode in modes:
+            for mode in page_modes:
                 print(f"pages: {mode}, {pages} page(s) ...", flush=True)
                 results["pages"].append(browser_run(mode, pages, warmup, measure, log_dir))
                 save()
