@@ -228,9 +228,10 @@
                     applyImage(id, response[id], loop.last);
                 });
                 answered(name);
+                frameDone();
                 return;
             }
-            (function next() {  // one output per task
+            (function next() {  // one output at a time, each in the gap after an image frame
                 if (generation !== loop.generation) {
                     return;
                 }
@@ -239,15 +240,12 @@
                     answered(name);
                     return;
                 }
-                var props = response[id];
-                if (props.figure !== undefined) {
-                    var figure = patched(storeProp(id, "figure"), props.figure);
-                    props = figure ? Object.assign({}, props, {figure: figure}) : null;
-                }
-                if (props) {
-                    window.dash_clientside.set_props(id, props);
-                }
-                setTimeout(next, 0);
+                afterFrame(function () {
+                    if (generation === loop.generation) {
+                        window.dash_clientside.set_props(id, response[id]);
+                    }
+                    next();
+                });
             })();
         }).catch(function (error) {
             if (!direct.specs[loop.store]) {
@@ -260,21 +258,85 @@
         });
     }
 
+    // Work that may wait (a history chart costs plotly.js 20-40 ms) runs right after an image frame
+    // has been put on screen, so it has a whole period before the next frame is due instead of
+    // holding that frame up; without frames (paused, hidden, stalled) it runs after GAP_WAIT_MS.
+    var GAP_WAIT_MS = 250;
+    var gapWaiters = [];
+
+    function afterFrame(work) {
+        var done = false;
+        var run = function () {
+            if (!done) {
+                done = true;
+                work();
+            }
+        };
+        gapWaiters.push(run);
+        setTimeout(run, GAP_WAIT_MS);
+    }
+
+    function frameDone() {
+        // One waiting piece of work per frame, after the browser has painted that frame.
+        var work = gapWaiters.shift();
+        if (work) {
+            window.requestAnimationFrame(function () {
+                setTimeout(work, 0);
+            });
+        }
+    }
+
+    var pendingTexts = null;  // readings and info of the newest answer, applied in the next gap
+
     function applyImage(id, props, frame) {
         var set = window.dash_clientside.set_props;
         if (props.figure === undefined) {
-            set(id, props);
+            // Texts wait for the gap after the frame: they cost dash-renderer a re-index each.
+            if (!pendingTexts) {
+                pendingTexts = {};
+                afterFrame(function () {
+                    var texts = pendingTexts;
+                    pendingTexts = null;
+                    Object.keys(texts).forEach(function (key) {
+                        set(key, texts[key]);
+                    });
+                });
+            }
+            pendingTexts[id] = props;
             return;
         }
         var base = id === IMAGE_GRAPH && live.figure ? live.figure : storeProp(id, "figure");
         var figure = patched(base, props.figure);
-        if (figure && id === IMAGE_GRAPH) {
-            live.figure = figure;
-            if (!liveDraw(figure, props.figure, frame)) {
-                fullDraw(figure, frame);
-            }
-        } else if (figure) {
+        if (!figure) {
+            return;
+        }
+        if (id !== IMAGE_GRAPH) {
             set(id, {figure: figure});
+            return;
+        }
+        live.figure = figure;
+        live.newest = frame;
+        if (live.enabled && live.pending && performance.now() - live.pending.at < PENDING_MS) {
+            // plotly.js is still drawing an earlier answer: when it is done, the layer paints this
+            // one (afterPlot), or plotly.js draws again if more than the frame changed.
+            live.dirty = live.dirty || !frameOnly(props.figure);
+            return;
+        }
+        if (!liveDraw(figure, props.figure, frame)) {
+            fullDraw(figure, frame);
+            return;
+        }
+        var refresh = FULL_REFRESH_MS[live.pointer ? "hover" : "idle"];
+        if (performance.now() - live.fullAt > refresh && !live.refreshing) {
+            // plotly.js redraws (hover values, dash-renderer's copy) in a gap, not in a frame's way.
+            live.refreshing = true;
+            afterFrame(function () {
+                live.refreshing = false;
+                if (!live.pending) {
+                    live.reasons.refresh = (live.reasons.refresh || 0) + 1;
+                    fullDraw(live.figure, null);
+                }
+            });
         }
     }
 
@@ -304,6 +366,7 @@
     // plotly.js redraws the frame at least this often, so hover values (read from plotly's data)
     // are at most this old while the pointer is over the image; otherwise the layer draws on.
     var FULL_REFRESH_MS = {hover: 1000, idle: 10000};
+    var PENDING_MS = 1000;  // a plotly.js redraw not finished after this is not waited for any more
     // Patch locations a frame may change while the layer draws it; anything else needs plotly.js.
     var LIVE_KEYS = {"data.0.z": 1, "data.0.x0": 1, "data.0.dx": 1, "data.0.y0": 1, "data.0.dy": 1,
                      "data.1.y": 1, "data.2.x": 1};
@@ -311,13 +374,19 @@
         enabled: !/[?&]draw=plotly(&|$)/.test(window.location.search),
         figure: null,  // the newest figure, patched here (dash-renderer's copy lags while the layer draws)
         gd: null,
+        layer: null,  // the live layer: clip box, image canvas (one pixel per bin), profile canvases
+        clip: null,
         canvas: null,
-        bitmap: null,  // one pixel per bin, scaled onto the canvas
+        profiles: null,
+        arranged: null,  // the geometry the pieces are placed for
         geometry: null,  // what plotly.js drew last: axes, plot areas, bins, colour scale
         lut: null,
         lutKey: null,
         fullAt: -Infinity,
-        pending: null,  // the frame handed to plotly.js, announced when it has been drawn
+        pending: null,  // {frame, at}: a redraw handed to plotly.js, its frame announced when drawn
+        newest: null,  // the frame of `figure`
+        dirty: false,  // an answer that needs plotly.js arrived while it was drawing
+        refreshing: false,  // a periodic plotly.js redraw is waiting for a gap
         pointer: false,  // the pointer is over the graph (hover values wanted)
         frames: 0,  // frames painted by the layer (tests read it)
         reasons: {}  // why other frames were handed to plotly.js
@@ -347,19 +416,20 @@
     }
 
     function fullDraw(figure, frame) {
-        // The canvas stays up until plotly.js has drawn (same task): hiding it first would flash
-        // plotly's own picture of the last full redraw, up to FULL_REFRESH_MS old.
+        // The canvas stays up until plotly.js has drawn: hiding it first would flash plotly's own
+        // picture of its last redraw, up to FULL_REFRESH_MS old.
         graphDiv();
         live.geometry = null;
-        live.pending = frame || null;
+        live.dirty = false;
+        live.pending = {frame: frame || null, at: performance.now()};
         live.fullAt = performance.now();
         window.dash_clientside.set_props(IMAGE_GRAPH, {figure: figure});
     }
 
     function hideLive() {
         live.geometry = null;
-        if (live.canvas) {
-            live.canvas.style.visibility = "hidden";
+        if (live.layer) {
+            live.layer.style.visibility = "hidden";
         }
         var outer = document.getElementById(IMAGE_GRAPH);
         if (outer) {
@@ -369,13 +439,42 @@
 
     function afterPlot() {
         var gd = live.gd;
-        var frame = live.pending;
+        var frame = live.pending ? live.pending.frame : null;
         live.pending = null;
         live.geometry = live.enabled ? measure(gd) : null;
-        if (!live.geometry || !paint(gd, gd.data, live.geometry)) {
+        var data = gd.data, path = "plotly";
+        var newest = live.figure && live.figure.data;
+        if (live.geometry && newest && newest !== gd.data && sameGeometry(newest, live.geometry)) {
+            // Answers that arrived while plotly.js was drawing: the newest goes on screen now.
+            data = newest;
+            frame = live.newest;
+            path = "live";
+        }
+        if (!live.geometry || !paint(gd, data, live.geometry)) {
             hideLive();
         }
-        announce(gd, frame, "plotly");
+        announce(gd, frame, path);
+        if (live.enabled && newest && (live.dirty || (newest !== gd.data && !sameGeometry(newest, live.geometry)))) {
+            live.reasons["changed while drawing"] = (live.reasons["changed while drawing"] || 0) + 1;
+            fullDraw(live.figure, live.newest);
+        }
+    }
+
+    function sameGeometry(data, geometry) {
+        var heatmap = data[0], shape = zShape(heatmap && heatmap.z);
+        return !!(geometry && shape && heatmap.x0 === geometry.x0 && heatmap.dx === geometry.dx &&
+                  heatmap.y0 === geometry.y0 && heatmap.dy === geometry.dy && shape.rows === geometry.rows &&
+                  shape.cols === geometry.cols);
+    }
+
+    function frameOnly(update) {
+        // True if a figure update changes nothing but the frame (what the live layer can paint).
+        if (!update || !update.__dash_patch_update) {
+            return false;
+        }
+        return update.operations.every(function (op) {
+            return op.operation === "Assign" && LIVE_KEYS[op.location.join(".")];
+        });
     }
 
     function measure(gd) {
@@ -462,103 +561,115 @@
         return lut;
     }
 
-    function liveCanvas(gd, geometry) {
-        // A canvas over the whole graph, above plotly's plot layer, under its hover and zoom layers.
+    function element(tag, parent, style) {
+        var node = document.createElement(tag);
+        Object.assign(node.style, {position: "absolute", left: "0", top: "0"}, style || {});
+        if (parent) {
+            parent.appendChild(node);
+        }
+        return node;
+    }
+
+    function liveLayer(gd) {
+        // Above plotly's plot layer, under its hover and zoom layers: a box clipped to the image's
+        // plot area holding a canvas of one pixel per bin (the compositor scales it to the bins' size
+        // on screen, so a frame costs a few hundred kB of pixels, not the graph's area), and one small
+        // canvas per profile panel.
         var container = gd.querySelector(".svg-container");
         var plotSvg = container && container.querySelector("svg.main-svg");
         if (!plotSvg) {
             return null;
         }
-        var canvas = live.canvas;
-        if (!canvas) {
-            canvas = live.canvas = document.createElement("canvas");
-            canvas.className = "sov-live-layer";
-            canvas.style.position = "absolute";
-            canvas.style.left = "0";
-            canvas.style.top = "0";
-            canvas.style.pointerEvents = "none";
-            canvas.style.willChange = "transform";  // its own layer: a new frame repaints nothing under it
+        var layer = live.layer;
+        if (!layer) {
+            layer = live.layer = element("div", null, {pointerEvents: "none", overflow: "visible"});
+            layer.className = "sov-live-layer";
+            live.clip = element("div", layer, {overflow: "hidden"});
+            live.canvas = element("canvas", live.clip, {imageRendering: "pixelated", willChange: "transform"});
+            live.profiles = [element("canvas", layer), element("canvas", layer)];
         }
-        if (canvas.parentNode !== container || canvas.previousSibling !== plotSvg) {
-            container.insertBefore(canvas, plotSvg.nextSibling);
+        if (layer.parentNode !== container || layer.previousSibling !== plotSvg) {
+            container.insertBefore(layer, plotSvg.nextSibling);
         }
+        return layer;
+    }
+
+    function place(node, box) {
+        node.style.left = box.left + "px";
+        node.style.top = box.top + "px";
+        node.style.width = box.width + "px";
+        node.style.height = box.height + "px";
+    }
+
+    function panel(xa, ya) {
+        return {left: xa._offset, top: ya._offset, width: xa._length, height: ya._length};
+    }
+
+    function arrange(geometry) {
+        // Place the layer's pieces for `geometry` (once per plotly.js redraw).
+        var xa = geometry.xa, ya = geometry.ya;
         var ratio = window.devicePixelRatio || 1;
-        var w = Math.round(geometry.width * ratio), h = Math.round(geometry.height * ratio);
-        if (canvas.width !== w || canvas.height !== h) {
-            canvas.width = w;
-            canvas.height = h;
-            canvas.style.width = geometry.width + "px";
-            canvas.style.height = geometry.height + "px";
+        // The image: bin edges through the axes' own data-to-pixel maps, relative to the plot area.
+        var x1 = xa.l2p(geometry.x0 - geometry.dx / 2), x2 = xa.l2p(geometry.x0 + (geometry.cols - 0.5) * geometry.dx);
+        var y1 = ya.l2p(geometry.y0 - geometry.dy / 2), y2 = ya.l2p(geometry.y0 + (geometry.rows - 0.5) * geometry.dy);
+        geometry.image = {left: Math.min(x1, x2), top: Math.min(y1, y2), width: Math.abs(x2 - x1),
+                          height: Math.abs(y2 - y1)};
+        place(live.clip, panel(xa, ya));
+        place(live.canvas, geometry.image);
+        if (live.canvas.width !== geometry.cols || live.canvas.height !== geometry.rows) {
+            live.canvas.width = geometry.cols;
+            live.canvas.height = geometry.rows;
         }
-        return canvas;
+        geometry.panels = [panel(xa, geometry.ya2), panel(geometry.xa2, ya)];
+        geometry.panels.forEach(function (box, k) {
+            var canvas = live.profiles[k];
+            place(canvas, box);
+            canvas.width = Math.max(1, Math.round(box.width * ratio));
+            canvas.height = Math.max(1, Math.round(box.height * ratio));
+        });
+        live.arranged = geometry;
     }
 
     function paint(gd, data, geometry) {
         // Paint one frame (figure data: heatmap, x profile, y profile) with `geometry`. True if drawn.
         var shape = zShape(data[0] && data[0].z);
-        if (!shape || shape.rows !== geometry.rows || shape.cols !== geometry.cols) {
-            return false;
-        }
-        var canvas = liveCanvas(gd, geometry);
-        if (!canvas) {
+        if (!shape || shape.rows !== geometry.rows || shape.cols !== geometry.cols || !liveLayer(gd)) {
             return false;
         }
         var levels = decode(data[0].z, Uint8Array);
         if (levels.length !== shape.rows * shape.cols) {
             return false;
         }
-        var lut = colourTable(geometry);
-        var bitmap = live.bitmap;
-        if (!bitmap || bitmap.width !== shape.cols || bitmap.height !== shape.rows) {
-            bitmap = live.bitmap = document.createElement("canvas");
-            bitmap.width = shape.cols;
-            bitmap.height = shape.rows;
+        if (live.arranged !== geometry) {
+            arrange(geometry);
         }
-        var bctx = bitmap.getContext("2d");
-        var pixels = bctx.createImageData(shape.cols, shape.rows);
+        var lut = colourTable(geometry);
+        var ctx = live.canvas.getContext("2d");
+        var pixels = ctx.createImageData(shape.cols, shape.rows);
         var out = new Uint32Array(pixels.data.buffer);
         for (var i = 0; i < levels.length; i++) {
             out[i] = lut[levels[i]];
         }
-        bctx.putImageData(pixels, 0, 0);
-
-        var ctx = canvas.getContext("2d");
-        var ratio = canvas.width / geometry.width;
-        ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-        ctx.clearRect(0, 0, geometry.width, geometry.height);
-        var xa = geometry.xa, ya = geometry.ya, xa2 = geometry.xa2, ya2 = geometry.ya2;
-        // Image: bin edges through the axes' own data-to-pixel maps, clipped to the plot area.
-        var left = xa._offset + xa.l2p(geometry.x0 - geometry.dx / 2);
-        var right = xa._offset + xa.l2p(geometry.x0 + (shape.cols - 0.5) * geometry.dx);
-        var top = ya._offset + ya.l2p(geometry.y0 - geometry.dy / 2);
-        var bottom = ya._offset + ya.l2p(geometry.y0 + (shape.rows - 0.5) * geometry.dy);
-        ctx.save();
-        ctx.beginPath();
-        ctx.rect(xa._offset, ya._offset, xa._length, ya._length);
-        ctx.clip();
-        ctx.imageSmoothingEnabled = false;
-        ctx.translate(left, top);
-        ctx.scale((right - left) / shape.cols, (bottom - top) / shape.rows);
-        ctx.drawImage(bitmap, 0, 0);
-        ctx.restore();
+        ctx.putImageData(pixels, 0, 0);
         // Profiles, each scaled to its own panel as plotly's autorange would.
-        ctx.strokeStyle = geometry.lineColor;
-        ctx.lineWidth = geometry.lineWidth;
-        profile(ctx, typed(data[1] && data[1].y), geometry.x0, geometry.dx,
-                function (x) { return xa._offset + xa.l2p(x); },
-                ya2._offset + ya2._length, ya2._offset, false, xa, ya2);
-        profile(ctx, typed(data[2] && data[2].x), geometry.y0, geometry.dy,
-                function (y) { return ya._offset + ya.l2p(y); },
-                xa2._offset, xa2._offset + xa2._length, true, xa2, ya);
-        canvas.style.visibility = "visible";
+        var xa = geometry.xa, ya = geometry.ya;
+        profile(live.profiles[0], geometry, typed(data[1] && data[1].y), geometry.x0, geometry.dx,
+                function (x) { return xa.l2p(x); }, false);
+        profile(live.profiles[1], geometry, typed(data[2] && data[2].x), geometry.y0, geometry.dy,
+                function (y) { return ya.l2p(y); }, true);
+        live.layer.style.visibility = "visible";
         document.getElementById(IMAGE_GRAPH).classList.add("sov-live");
         live.frames += 1;
         return true;
     }
 
-    function profile(ctx, values, start, step, place, low, high, vertical, clipX, clipY) {
-        // One profile line: `place` maps the position along the image axis to pixels, the value goes
-        // from `low` (minimum) to `high` (maximum) pixels across the profile's panel.
+    function profile(canvas, geometry, values, start, step, along, vertical) {
+        // One profile line in its panel's canvas: `along` maps the position on the image axis to
+        // pixels of the panel (the image's own axis), the value spans the panel's other direction.
+        var ctx = canvas.getContext("2d");
+        var ratio = window.devicePixelRatio || 1;
+        ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+        ctx.clearRect(0, 0, canvas.width, canvas.height);
         if (!values || values.length < 2) {
             return;
         }
@@ -574,23 +685,20 @@
         var pad = (max - min) * 0.05 || 1;
         min -= pad;
         max += pad;
-        var scale = (high - low) / (max - min);
-        ctx.save();
-        ctx.beginPath();
-        ctx.rect(clipX._offset, clipY._offset, clipX._length, clipY._length);
-        ctx.clip();
+        var size = canvas.width / ratio, depth = canvas.height / ratio;
+        ctx.strokeStyle = geometry.lineColor;
+        ctx.lineWidth = geometry.lineWidth;
         ctx.beginPath();
         for (var k = 0; k < values.length; k++) {
-            var along = place(start + k * step);
-            var across = low + (values[k] - min) * scale;
-            if (vertical) {
-                ctx[k ? "lineTo" : "moveTo"](across, along);
-            } else {
-                ctx[k ? "lineTo" : "moveTo"](along, across);
+            var a = along(start + k * step);
+            var f = (values[k] - min) / (max - min);
+            if (vertical) {  // value grows to the right
+                ctx[k ? "lineTo" : "moveTo"](f * size, a);
+            } else {  // value grows upwards
+                ctx[k ? "lineTo" : "moveTo"](a, depth - f * depth);
             }
         }
         ctx.stroke();
-        ctx.restore();
     }
 
     function redraw(reason) {
@@ -603,20 +711,16 @@
         // Paint this answer with the layer if only the frame changed since plotly.js last drew.
         var gd = graphDiv();
         var geometry = live.geometry;
-        if (!live.enabled || !gd || !geometry || !update || !update.__dash_patch_update ||
-                performance.now() - live.fullAt > FULL_REFRESH_MS[live.pointer ? "hover" : "idle"]) {
-            return redraw(!live.enabled ? "off" : !geometry ? "not measured" :
-                          !update || !update.__dash_patch_update ? "whole figure" : "refresh");
+        if (!live.enabled || !gd || !geometry || !update || !update.__dash_patch_update) {
+            return redraw(!live.enabled ? "off" : !geometry ? "not measured" : "whole figure");
         }
         for (var i = 0; i < update.operations.length; i++) {
-            if (!LIVE_KEYS[update.operations[i].location.join(".")]) {
+            if (!frameOnly({__dash_patch_update: true, operations: [update.operations[i]]})) {
                 return redraw(update.operations[i].location.join("."));
             }
         }
-        var heatmap = figure.data[0];
         var fl = gd._fullLayout;
-        if (heatmap.x0 !== geometry.x0 || heatmap.dx !== geometry.dx || heatmap.y0 !== geometry.y0 ||
-                heatmap.dy !== geometry.dy || !fl || fl.width !== geometry.width || fl.height !== geometry.height ||
+        if (!sameGeometry(figure.data, geometry) || !fl || fl.width !== geometry.width || fl.height !== geometry.height ||
                 fl.xaxis !== geometry.xa || fl.yaxis !== geometry.ya ||
                 String(fl.xaxis.range) !== String(geometry.xrange) ||
                 String(fl.yaxis.range) !== String(geometry.yrange)) {

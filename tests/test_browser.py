@@ -70,7 +70,7 @@ if (gd && gd.data && gd._fullData && gd._fullData[0]) {
               row_type: full && full[0] ? Object.prototype.toString.call(full[0]) : null,
               bdata: gd.data[0].z && gd.data[0].z.bdata ? fingerprint(gd.data[0].z.bdata) : null};
 }
-if (live.canvas && live.canvas.style.visibility === 'visible' && live.canvas.width > 0) {
+if (live.layer && live.layer.style.visibility === 'visible' && live.canvas.width > 0) {
     // The pixels on screen in the live layer: a fingerprint of every 7th byte.
     const px = live.canvas.getContext('2d').getImageData(0, 0, live.canvas.width, live.canvas.height).data;
     let h = 2166136261;
@@ -92,9 +92,9 @@ return {
 """
 
 
-# Redraws #image-graph with plotly.js (the page paused, so no frame arrives meanwhile), then compares
-# the live layer's canvas, which viewer.js repaints from the figure plotly.js has just drawn, with
-# plotly's own heatmap image, at the centre of sampled bins and of the brightest bin.
+# Redraws #image-graph with plotly.js, with the newest frame (the page paused, so no frame arrives
+# meanwhile), then compares the live layer's canvas, which viewer.js repaints once plotly.js has
+# drawn, with plotly's own heatmap image, at the centre of sampled bins and of the brightest bin.
 COMPARE_JS = """
 const done = arguments[arguments.length - 1];
 const gd = document.querySelector('#image-graph .js-plotly-plot');
@@ -113,7 +113,9 @@ gd.once('plotly_afterplot', () => setTimeout(() => {
         rctx.imageSmoothingEnabled = false;
         rctx.drawImage(picture, area.left - box.left, area.top - box.top, area.width, area.height);
         const ref = rctx.getImageData(0, 0, reference.width, reference.height).data;
-        const canvas = live.canvas, ratio = canvas.width / box.width;
+        // The live layer's image canvas holds one pixel per bin, placed over `placed` (relative to the
+        // plot area) by the compositor.
+        const canvas = live.canvas, placed = live.arranged.image;
         const mine = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
         const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, trace = gd.data[0];
         const [rows, cols] = trace.z.shape.split(',').map(Number);
@@ -130,18 +132,26 @@ gd.once('plotly_afterplot', () => setTimeout(() => {
             if (x < xa._offset + 1 || x > xa._offset + xa._length - 1 || y < ya._offset + 1 ||
                 y > ya._offset + ya._length - 1) continue;
             const r = 4 * (Math.floor(y) * reference.width + Math.floor(x));
-            const m = 4 * (Math.floor(y * ratio) * canvas.width + Math.floor(x * ratio));
+            const col = Math.floor((x - xa._offset - placed.left) / placed.width * canvas.width);
+            const row = Math.floor((y - ya._offset - placed.top) / placed.height * canvas.height);
+            if (col < 0 || col >= canvas.width || row < 0 || row >= canvas.height) { bad += 1; continue; }
+            const m = 4 * (row * canvas.width + col);
             let diff = 0;
             for (let c = 0; c < 3; c++) diff = Math.max(diff, Math.abs(ref[r + c] - mine[m + c]));
             n += 1; worst = Math.max(worst, diff); if (diff > 3) bad += 1;
             colours.add(mine[m] + ',' + mine[m + 1] + ',' + mine[m + 2]);
         }
-        done({n: n, bad: bad, worst: worst, colours: colours.size, level: raw.charCodeAt(peak),
+        // Where the canvas really is on screen against plotly's own image of the same bins.
+        const shown = canvas.getBoundingClientRect();
+        const offset = Math.max(Math.abs(shown.left - area.left), Math.abs(shown.top - area.top),
+                                Math.abs(shown.right - area.right), Math.abs(shown.bottom - area.bottom));
+        done({n: n, bad: bad, worst: worst, colours: colours.size, level: raw.charCodeAt(peak), offset: offset,
               shown: document.getElementById('image-graph').classList.contains('sov-live')});
     };
     picture.src = href;
 }, 0));
-Plotly.redraw(gd);
+const newest = live.figure;  // the frame on screen; plotly.js may hold an older one
+if (newest && newest.data !== gd.data) { Plotly.react(gd, newest.data, newest.layout); } else { Plotly.redraw(gd); }
 """
 
 
@@ -163,6 +173,7 @@ def live_layer_matches_plotly(browser: Any) -> dict[str, Any]:
     assert result["shown"], "the live layer is not shown after plotly drew"
     assert result["n"] >= 50, f"too few bins compared: {result}"
     assert result["bad"] == 0, f"the live layer's pixels differ from plotly's heatmap: {result}"
+    assert result["offset"] <= 1.0, f"the live layer is not where plotly draws the image: {result}"
     assert result["colours"] >= 5 and result["level"] >= 200, f"a picture without a beam compared: {result}"
     return result
 
@@ -374,6 +385,7 @@ def test_zoom_is_shown_at_native_resolution_and_settings_apply(served, driver) -
     try:
         result = driver.execute_async_script(COMPARE_JS)
         assert "error" not in result and result["shown"] and result["n"] >= 50 and result["bad"] == 0, result
+        assert result["offset"] <= 1.0, result
     finally:
         resume(driver)
 
