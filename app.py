@@ -181,7 +181,7 @@ def create_app(config: Config, source: Any) -> Any:
     naive = os.environ.get("SOV_NAIVE_IMAGE") == "1"  # benchmark baseline only (bench/display.py)
     if naive:
         log.warning("SOV_NAIVE_IMAGE=1: full-resolution figure per request (benchmark baseline)")
-    callbacks.image.register(app, source, cache, names, naive=naive)
+    image_answer = callbacks.image.register(app, source, cache, names, naive=naive)
     callbacks.history.register(app, source, names)
     callbacks.health.register(app, source)
     callbacks.export.register(app, source)
@@ -198,6 +198,9 @@ def create_app(config: Config, source: Any) -> Any:
         if flask.request.path == "/_reload-hash":
             return flask.Response("not found\n", status=404, mimetype="text/plain")
         return None
+
+    if image_answer is not None:  # after authentication and the concurrency gate: they apply to it too
+        callbacks.image.register_fast_path(app, image_answer)
 
     @server.after_request
     def security_headers(response):

@@ -105,7 +105,9 @@ def naive_image_update(source: Any, names: ChannelNames, request: dict | None) -
     return (figure, response, f"pulse {frame.pulse_id} (naive full-resolution figure)", *texts)
 
 
-def register(app: Dash, source: Any, cache: FrameCache, names: ChannelNames, naive: bool = False) -> None:
+def register(app: Dash, source: Any, cache: FrameCache, names: ChannelNames, naive: bool = False) -> Any:
+    """Register the image callbacks; returns the function answering one image request (for the fast
+    path, which the app registers after its authentication and concurrency hooks)."""
     app.clientside_callback(ClientsideFunction("viewer", "settings"), Output(ids.IMAGE_SETTINGS, "data"),
                             Input(ids.COLORMAP, "value"), Input(ids.SCALE, "value"), Input(ids.RANGE_MODE, "value"),
                             Input(ids.RANGE_MIN, "value"), Input(ids.RANGE_MAX, "value"))
@@ -135,6 +137,76 @@ def register(app: Dash, source: Any, cache: FrameCache, names: ChannelNames, nai
     def refresh_image(request, last, view, settings):
         if naive:
             return naive_image_update(source, names, request)
-        size = {"width": (request or {}).get("w"), "height": (request or {}).get("h")}
-        return image_update(cache, source, names, request, last, view_from_settings(settings, {**(view or {}), **size}))
+        return answer(request, last, view, settings)
+
+    def answer(request, last, view, settings):
+        request = request if isinstance(request, dict) else {}
+        size = {"width": request.get("w"), "height": request.get("h")}
+        view = view if isinstance(view, dict) else {}
+        settings = settings if isinstance(settings, dict) else None
+        last = last if isinstance(last, dict) else None
+        return image_update(cache, source, names, request, last, view_from_settings(settings, {**view, **size}))
+
+    return None if naive else answer
+
+
+def register_fast_path(app: Dash, answer: Any) -> None:
+    """Answer the image callback's requests without Dash's generic dispatch.
+
+    Every browser asks ~10-20 times a second, and for a cached frame the answer itself is cheap:
+    Dash's dispatch around it (callback context, validation, plotly's JSON walk of the output)
+    was ~40 % of the server's time per request. This hook runs after the app's other
+    before_request hooks (authentication, the concurrency gate), recognises the image callback by
+    its output spec, computes the same outputs with the same function (`answer`, from register)
+    and writes the same answer
+    Dash would (tests/test_performance_properties.py compares the two byte for byte, as JSON).
+    Anything it does not recognise goes on to Dash. `server.config["SOV_IMAGE_FAST_PATH"] = False`
+    turns it off.
+    """
+    import flask
+    import orjson
+
+    server = app.server
+    server.config.setdefault("SOV_IMAGE_FAST_PATH", True)
+    outputs = [(ids.IMAGE_GRAPH, "figure"), (ids.IMAGE_RESPONSE, "data"), (ids.IMAGE_INFO, "children"),
+               *[(reading, "children") for reading in READING_IDS]]
+    spec = "..{}..".format("...".join(f"{id_}.{prop}" for id_, prop in outputs))
+    marker = f'"{spec}"'.encode()
+    path = app.config.requests_pathname_prefix + "_dash-update-component"
+    wanted = {f"{ids.IMAGE_REQUEST}.data": "request", f"{ids.IMAGE_RESPONSE}.data": "last",
+              f"{ids.IMAGE_VIEW}.data": "view", f"{ids.IMAGE_SETTINGS}.data": "settings"}
+
+    @server.before_request
+    def image_fast_path():
+        request = flask.request
+        if request.method != "POST" or request.path != path or not server.config["SOV_IMAGE_FAST_PATH"]:
+            return None
+        raw = request.get_data(cache=True)
+        if marker not in raw:
+            return None
+        try:
+            body = orjson.loads(raw)
+            if body.get("output") != spec:
+                return None
+            values = {}
+            for item in [*body.get("inputs", []), *body.get("state", [])]:
+                key = wanted.get(f"{item['id']}.{item['property']}")
+                if key is not None:
+                    values[key] = item.get("value")
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+            return None  # Dash answers (and rejects) what is not a well-formed image request
+        if set(values) != set(wanted.values()):
+            return None
+        results = answer(values["request"], values["last"], values["view"], values["settings"])
+        response: dict[str, dict[str, Any]] = {}
+        for (id_, prop), value in zip(outputs, results):
+            if value is no_update:
+                continue
+            if isinstance(value, Patch):
+                value = value.to_plotly_json()
+            response.setdefault(id_, {})[prop] = value
+        if not response:
+            return flask.Response(status=204)
+        return flask.Response(orjson.dumps({"multi": True, "response": response}, option=orjson.OPT_SERIALIZE_NUMPY),
+                              mimetype="application/json")
 

@@ -190,6 +190,66 @@ def test_unchanged_frame_sends_no_figure_and_texts_only_when_asked(source: Sourc
     assert asked[ids.PULSE_ID]["children"] == "2"
 
 
+def _without_age(response: dict) -> dict:
+    """The info line says how long ago the frame arrived; that differs between two requests."""
+    info = response.get(ids.IMAGE_INFO)
+    if info:
+        response = {**response, ids.IMAGE_INFO: {"children": info["children"].split(" · received")[0]}}
+    return response
+
+
+def test_image_fast_path_answers_exactly_as_dash_does(source: Source, client: Client, dash_app: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image callback's requests are answered without Dash's dispatch (callbacks/image.py); the
+    answers must be the ones Dash gives, in every state a browser meets."""
+    import types
+
+    import callbacks.frame_cache as frame_cache_module
+
+    clock = ManualClock()
+    monkeypatch.setattr(frame_cache_module, "time", types.SimpleNamespace(monotonic=clock, perf_counter=clock))
+    config = dash_app.server.config
+
+    def both(**kwargs: Any) -> dict:
+        config["SOV_IMAGE_FAST_PATH"] = False
+        slow, _ = client.image(**kwargs)
+        config["SOV_IMAGE_FAST_PATH"] = True
+        fast, _ = client.image(**kwargs)
+        assert _without_age(fast) == _without_age(slow)
+        return fast
+
+    empty = both(n=1)  # no frame yet
+    assert ids.IMAGE_GRAPH not in empty and empty[ids.IMAGE_INFO]["children"].startswith("waiting")
+    source.buffer.append(camera_message(1, beam(480, 640)))
+    first = both(n=2)
+    assert first[ids.IMAGE_GRAPH]["figure"]["__dash_patch_update"]
+    last = first[ids.IMAGE_RESPONSE]["data"]
+    both(n=3, last=last, texts=False)  # same frame: no figure
+    source.buffer.append(camera_message(2, beam(480, 640, seed=1)))
+    clock.now += 0.05
+    newer = both(n=4, last=last, texts=True)
+    assert newer[ids.IMAGE_RESPONSE]["data"]["pulse_id"] == 2
+    both(n=5, last=last, settings={**SETTINGS, "colormap": "Jet", "scale": "log"}, width=300, height=200)
+    both(n=6, last={"seq": "junk", "view": 7}, settings={"colormap": "<script>"})  # browser input is input
+
+
+def test_image_fast_path_bypasses_dash_and_leaves_other_requests_to_it(source: Source, client: Client,
+                                                                       dash_app: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    source.buffer.append(camera_message(1, beam(480, 640)))
+
+    def no_dispatch(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("Dash's dispatch was used")
+
+    monkeypatch.setattr(dash_app, "_initialize_context", no_dispatch)
+    image, _ = client.image(1)
+    assert image[ids.IMAGE_RESPONSE]["data"]["pulse_id"] == 1
+    with pytest.raises(AssertionError):  # history is Dash's, and a broken image request too
+        client.history(1, None)
+    body = json.dumps({"output": client.deps[ids.IMAGE_REQUEST]["output"], "inputs": [], "state": []})
+    assert client.http.post("/_dash-update-component", data=body, content_type="application/json").status_code == 500
+
+
 def test_history_increment_per_tick_is_small(source: Source, client: Client) -> None:
     """One second of a 100 Hz stream, with every chart in use, stays under 5 KiB per tick."""
     buffer = source.buffer

@@ -125,6 +125,7 @@ def test_basic_auth_is_enforced_on_pages_callbacks_and_api(how: str) -> None:
         deps = dependencies(url, headers=good)
         client = DashClient(url, deps)
         assert client.health().status == 401
+        assert client.image().status == 401  # the image callback's fast path sits behind the check too
         client.auth = (USER, PASSWORD)
         wait_until(lambda: status(url, good)["received"] > 0, 30)
         assert client.health().status == 200 and client.image().status == 200
