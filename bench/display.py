@@ -753,13 +753,17 @@ def goals(results: dict) -> list[tuple[str, str, str, bool | None]]:
             rows.append((f"gain over naive figure, {pages} page(s)", "ratio",
                          f"{fa:.1f} / {na:.1f} fps = ×{fa / na:.1f}" if na else "naive drew nothing", None))
     http = {run["mode"]: run for run in results.get("http", []) if not run.get("history")}
-    if "fast" in http:
-        run = http["fast"]
+    fast_http = [run for run in results.get("http", []) if run["mode"] == "fast" and not run.get("history")]
+    if fast_http:
+        # The run with the median p99 stands for all (each is in the table below).
+        run = http["fast"] = sorted(fast_http, key=lambda r: r["latency_p99_ms"] or math.inf)[len(fast_http) // 2]
         per_client = run["server_cpu_pct"] / run["image_calls_per_s"] * run["rate_hz"]  # older results lack it
         rows.append(("server CPU per polling client at 10 Hz", "≤ 2 %",
                      f"{per_client:.1f} % ({run['server_cpu_pct'] * 10 / run['image_calls_per_s']:.1f} ms per call; "
                      f"camera and receiver included)", per_client <= GOALS["cpu_per_client_pct"]))
-        rows.append((f"{run['clients']} clients: callback p99", "< 50 ms", f"{fmt(run['latency_p99_ms'])} ms",
+        runs = ", ".join(f"{fmt(r['latency_p99_ms'])}" for r in fast_http)
+        rows.append((f"{run['clients']} clients: callback p99", "< 50 ms",
+                     f"{fmt(run['latency_p99_ms'])} ms (median of {len(fast_http)} runs: {runs} ms)",
                      run["latency_p99_ms"] is not None and run["latency_p99_ms"] < GOALS["http_p99_ms"]))
         if "naive" in http:
             nv = http["naive"]
@@ -807,37 +811,50 @@ def machine() -> str:
             f"Python {platform.python_version()}, dash {dash.__version__}, plotly {plotly.__version__}, {chromium}")
 
 
-ANALYSIS = """### Where the time goes
+ANALYSIS = """### Where the time goes, and what was done about it
 
-Profiled on 2026-11-25 (Chromium's CPU profiler and trace, py-spy, cProfile), one page, same
-machine and load conditions as above. Main-thread CPU per drawn frame, in the page:
+Profiled on 2026-11-25 (Chromium's trace and CPU profiler, py-spy with `--gil`), same machine.
 
-* **plotly.js `react` of `#image-graph`: 45–60 ms** (the same figure costs ~35 ms in an empty
-  page). Every new `z` is a full redraw: defaults and calc for all traces (~13 %), axes and tick
-  labels (~28 % before `ticklabeloverflow: "allow"` and fixed tick angles, ~11 % after: plotly's
-  default checks every label for overflow with a forced layout), the heatmap's per-pixel colour
-  mapping and PNG encoding (~12 %), the colour bar (~9 %), the profile subplots (~9 %, less with
-  their axes invisible). Drawing profiles inside the image area instead of beside it would save
-  another ~17 % (measured, not done: it changes what the page looks like).
-* **dash-renderer, ~20–25 ms per callback cycle**: every store dispatch runs the selector of each of
-  the page's ~130 components, a request/answer cycle dispatches ~30 times, and every changed text
-  output re-indexes the whole layout. Hence readings at 4 Hz instead of every frame, and the image
-  loop posting to the callback itself and handing the figure to `dcc.Graph` with one `set_props`
-  (about 20 % less main-thread time per frame in A/B runs).
-* **style, layout and paint: ~10 ms**; a history tick (4 charts, `extendTraces`) 16–26 ms per
-  chart (27–38 ms before the tick settings), once a second.
-* **Server**: the 100 Hz simulator thread went from ~25 % of a core to ~10 % (noise precomputed in
-  the output type, spot drawn in a ±5 σ patch, zero-copy sends) and the ZeroMQ I/O thread from
-  ~12 % to ~0 (inproc for the in-process camera); the receiver needs ~0.5 ms per message (mostly
-  beam statistics). An image callback costs ~1 ms of which Dash's own dispatch is about half; a
-  history tick 6 → 3 ms since the statistics table is built and serialised once per refresh. The
-  frame cache renders a new frame at most once per period per view (one render for any number of
-  browsers); a browser that already shows the cached frame may trigger the next render after half a
-  period, which stopped requests arriving a hair early from halving the drawn rate.
+**The browser.** With every frame drawn by plotly.js (`plotly` rows), one page costs its main
+thread 60–100 ms per frame: `Plotly.react` of `#image-graph` redraws everything for a new `z`
+(defaults and calc of all traces, axes and tick labels, the colour bar, the heatmap's colour mapping
+and PNG encoding, the profile subplots: 45–60 ms), and dash-renderer's bookkeeping for the figure
+going through its store adds 20–25 ms. Between two plotly.js redraws only the pixels and the
+profiles change, so `assets/viewer.js` paints them itself (the *live layer*): a canvas of one pixel
+per bin, coloured through a 256-entry table built from the colour scale plotly.js resolved and
+placed over the plot area with the axes' own data-to-pixel maps (the compositor scales it), plus
+one small canvas per profile panel. That is ~2 ms of script per frame; plotly.js still draws the
+whole figure whenever anything else changes (zoom, colour map or range, size, the STALE mark) and
+every 10 s (every 1 s while the pointer is over the image, so hover values stay current), and
+the browser tests check pixel by pixel that the layer shows what plotly.js draws, in the same place.
+Main-thread time per frame fell from 62 to 13 ms (1 page) and 99 to 18 ms (3 pages).
 
-So the bottleneck is the browser's main thread: at ~60–100 ms of CPU per frame, one page needs a
-whole core for 10–15 fps, and it shares two cores with the server and, in these runs, with other
-sessions' work (the background column) that also inflates every CPU time measured here.
+Frames never wait for other work: the readings (4 Hz), the history charts (1 Hz, 20–40 ms of
+plotly.js each) and the periodic plotly.js redraw run one piece at a time in the gap right after
+a frame has been painted, and answers arriving while plotly.js draws are painted as soon as it is
+done. Before that, a history tick was one ~90 ms task that held up whichever frame came next —
+with 3 pages sharing 2 cores that was most of the p99 latency. Requests go out on a fixed cadence
+(due time + period), so `-d 0.04` really asks for 25 frames per second. The automatic colour range
+is held while frames fit in it, so the colour bar (which needs plotly.js) does not change with
+every frame's noise.
+
+**The server.** An image request for a cached frame cost ~2 ms of server time, most of it around
+the callback: Flask and waitress, Dash's dispatch (callback context, validation) and plotly's JSON
+walk of the outputs (~40 % together with the dispatch). The image callback's requests are now
+answered by a `before_request` hook (after authentication and the concurrency gate) that computes
+the same outputs with the same function and writes the same JSON with orjson; a test compares its
+answers with Dash's in every state. 50 clients at 10 Hz: from 426 answered calls/s (p99 287 ms) to
+the full 500 (p99 under 20 ms) in A/B runs. The frame cache renders a new frame at most once per
+period per view, for any number of browsers; the 100 Hz simulator and the receiver take ~30 % of
+a core between them (the receiver ~0.5 ms per message, mostly beam statistics).
+
+What is left: a history tick goes through Dash's dispatch (p99 of the image calls with history
+polling on is higher), and the browser's own costs (style, paint, compositing a 1600×1300 page
+in software without a GPU) now dominate a frame. The 50-client p99 hangs on a handful of slow
+answers out of 10 000: one run in the session that produced these tables gave 79 ms (p50 3.3 ms),
+the runs after it 16–24 ms, so the benchmark repeats that run and reports each. In the 2048×2048 run
+`start_stream.py` sends ~80 messages per second, not 100 (8 MB each, 5.4 Gbit/s through loopback
+on the shared cores; not investigated further), and every message it sent arrived.
 """
 
 
@@ -887,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows (about 4 minutes in all)")
     parser.add_argument("--pages", default="1,3", help="page counts of the browser runs")
     parser.add_argument("--clients", type=int, default=50, help="polling clients of the HTTP run")
+    parser.add_argument("--http-repeat", type=int, default=3, help="repetitions of the HTTP run of the app")
     parser.add_argument("--memory-minutes", type=float, default=None,
                         help="how long RSS is watched with the camera and 3 pages (default 4, quick 1.5)")
     parser.add_argument("--big-seconds", type=float, default=None,
@@ -914,9 +932,10 @@ def main(argv: list[str] | None = None) -> int:
                                "file": f"display-{stamp}.json"}
     if args.update:
         earlier = json.loads(Path(args.update).read_text())
+        rerun = [p for p in sorted(parts) if p]
+        note = f"{', '.join(rerun)} re-run {results['date']} (load average {results['loadavg']})" if rerun else ""
         results = {**earlier, "file": results["file"],
-                   "updated": f"{', '.join(sorted(parts))} re-run {results['date']} "
-                              f"(load average {results['loadavg']})"}
+                   "updated": "; ".join(n for n in (earlier.get("updated"), note) if n)}
 
     def save() -> None:
         (RESULTS / results["file"]).write_text(json.dumps(results, indent=1))
@@ -930,7 +949,10 @@ def main(argv: list[str] | None = None) -> int:
                 save()
     if "http" in parts:
         results["http"] = []
-        for mode, history in [(m, False) for m in modes] + [("fast", True)]:
+        # The fast run is repeated: its p99 over 20 s hangs on a handful of slow answers, and one
+        # stall of the machine moves it; every run is reported, the goal is judged on the median.
+        runs = [("fast", False)] * args.http_repeat + [(m, False) for m in modes[1:]] + [("fast", True)]
+        for mode, history in runs:
             print(f"http: {mode}, {args.clients} clients{' with history' if history else ''} ...", flush=True)
             results["http"].append(http_run(mode, args.clients, 10.0, 3.0, 8.0 if quick else 20.0, log_dir, history))
             save()
