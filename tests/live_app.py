@@ -48,7 +48,15 @@ def serve(app: Any, threads: int = 16) -> Iterator[str]:
     finally:
         # Close the listener and every connection from inside the server's own loop: closing them
         # from this thread races with its select() (EBADF, a traceback in the server thread).
-        server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
+        try:
+            server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
+        except OSError:
+            # pull_trigger queues the closing first and then writes to the trigger pipe; if a worker
+            # thread woke the server loop in between, the loop has already run it, closing the pipe
+            # too (EBADF here, ~1 run in 12). Everything is closed then; make sure of it.
+            for dispatcher in list(server._map.values()):
+                with contextlib.suppress(OSError):
+                    dispatcher.close()
         thread.join(5)
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
 
