@@ -844,9 +844,9 @@ walk of the outputs (~40 % together with the dispatch). The image callback's req
 answered by a `before_request` hook (after authentication and the concurrency gate) that computes
 the same outputs with the same function and writes the same JSON with orjson; a test compares its
 answers with Dash's in every state. 50 clients at 10 Hz: from 426 answered calls/s (p99 287 ms) to
-the full 500 (p99 under 20 ms) in A/B runs. The frame cache renders a new frame at most once per
+the full 500 (p99 16–24 ms) in A/B runs. The frame cache renders a new frame at most once per
 period per view, for any number of browsers; the 100 Hz simulator and the receiver take ~30 % of
-a core between them (the receiver ~0.5 ms per message, mostly beam statistics).
+a core between them (the receiver ~0.3–0.5 ms per message, mostly beam statistics).
 
 What is left: a history tick goes through Dash's dispatch (p99 of the image calls with history
 polling on is higher), and the browser's own costs (style, paint, compositing a 1600×1300 page
@@ -854,7 +854,9 @@ in software without a GPU) now dominate a frame. The 50-client p99 hangs on a ha
 answers out of 10 000: one run in the session that produced these tables gave 79 ms (p50 3.3 ms),
 the runs after it 16–24 ms, so the benchmark repeats that run and reports each. In the 2048×2048 run
 `start_stream.py` sends ~80 messages per second, not 100 (8 MB each, 5.4 Gbit/s through loopback
-on the shared cores; not investigated further), and every message it sent arrived.
+on the shared cores; not investigated further), and every message it sent arrived. Dash's
+WebSocket callbacks (push instead of polling) were not tried: with the above, polling meets the
+goals, and each browser's request loop already slows down instead of piling up.
 """
 
 
