@@ -398,6 +398,14 @@ def test_zoom_is_shown_at_native_resolution_and_settings_apply(served, driver) -
     Select(driver.find_element(By.ID, "image-colormap")).select_by_value("Jet")
     wait_until(lambda: read_page(driver)["image"]["colorscale"] == "Jet", timeout=UPDATE_TIMEOUT_S, interval=0.2,
                message="the colour map did not change")
+    # The live layer paints with the new colour scale too (its colour table comes from plotly's).
+    wait_until(lambda: read_page(driver)["live_shown"], timeout=UPDATE_TIMEOUT_S, interval=0.1,
+               message="the live layer did not come back after the colour map changed")
+    pause(driver)
+    try:
+        live_layer_matches_plotly(driver)
+    finally:
+        resume(driver)
     Select(driver.find_element(By.ID, "image-colormap")).select_by_value("Viridis")
 
 
