@@ -373,10 +373,15 @@ def test_stream_strings_never_become_elements_in_the_page(push) -> None:
                 except ElementClickInterceptedException:
                     return False
 
+            def shown_option(name: str) -> list[Any]:
+                options = browser.find_elements(By.CSS_SELECTOR, '[role="option"]')
+                if not options:  # the list is closed (or was opened before the channels arrived): open it
+                    click(button, "center")
+                return [o for o in options if o.text == name]
+
             for name in (XSS, LINK):
                 wait_until(lambda: click(button, "center"), 30, interval=0.3, message="channel dropdown not clickable")
-                option = wait_until(lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, '[role="option"]')
-                                             if o.text == name], 60, interval=0.2,
+                option = wait_until(lambda: shown_option(name), 60, interval=0.5,
                                     message=f"{name!r} is not an option shown as text")[0]
                 wait_until(lambda: click(option, "nearest"), 30, interval=0.3, message=f"option {name!r} not clickable")
                 states.append(wait_until(lambda: (lambda f: f if name in f["titles"] else None)(
