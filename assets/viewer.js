@@ -109,7 +109,7 @@
     // to the live layer below; the history answer's outputs (four charts, the statistics table) are
     // applied one per task, so a frame arriving meanwhile is drawn between them instead of waiting
     // for one ~90 ms task. If the app's dependencies cannot be read, dash-renderer does it all.
-    var direct = {specs: {}, failed: false, prefix: null};
+    var direct = {specs: {}, failed: false};
 
     function storeProp(id, prop) {
         // The current value of a component property, as dash-renderer holds it.
