@@ -269,6 +269,10 @@
         var run = function () {
             if (!done) {
                 done = true;
+                var index = gapWaiters.indexOf(run);
+                if (index >= 0) {
+                    gapWaiters.splice(index, 1);
+                }
                 work();
             }
         };
@@ -733,6 +737,9 @@
         return true;
     }
 
+    live.gapWork = function () {  // pieces of work still waiting for a gap (tests: is the page settled?)
+        return gapWaiters.length;
+    };
     window.streamViewerLive = live;  // for the browser benchmark and tests
 
     window.streamViewerLoops = loops;  // for the browser benchmark and tests

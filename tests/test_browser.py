@@ -87,7 +87,9 @@ return {
     live_frames: live.frames || 0, live_shown: !!document.querySelector('#image-graph.sov-live'),
     history_points: history && history.data && history.data[0] ? history.data[0].x.length : 0,
     image_requests: loops.image ? loops.image.n : 0,
-    image_loop_idle: loops.image ? !loops.image.pending && loops.image.timer === null : false,
+    // Idle: no request on its way or due, and nothing of the last answer still waiting to be shown.
+    image_loop_idle: loops.image ? !loops.image.pending && loops.image.timer === null
+                                   && !(live.gapWork && live.gapWork()) : false,
 };
 """
 
@@ -174,7 +176,8 @@ def live_layer_matches_plotly(browser: Any) -> dict[str, Any]:
     assert result["n"] >= 50, f"too few bins compared: {result}"
     assert result["bad"] == 0, f"the live layer's pixels differ from plotly's heatmap: {result}"
     assert result["offset"] <= 1.0, f"the live layer is not where plotly draws the image: {result}"
-    assert result["colours"] >= 5 and result["level"] >= 200, f"a picture without a beam compared: {result}"
+    # The automatic colour range is held while the beam spans >= 60 % of it: the peak level is >= ~150.
+    assert result["colours"] >= 5 and result["level"] >= 128, f"a picture without a beam compared: {result}"
     return result
 
 
