@@ -476,9 +476,12 @@
         if (!update || !update.__dash_patch_update) {
             return false;
         }
-        return update.operations.every(function (op) {
-            return op.operation === "Assign" && LIVE_KEYS[op.location.join(".")];
-        });
+        return update.operations.every(liveOperation);
+    }
+
+    function liveOperation(op) {
+        // True if one Patch operation only changes the frame.
+        return op.operation === "Assign" && !!LIVE_KEYS[op.location.join(".")];
     }
 
     function measure(gd) {
@@ -718,10 +721,9 @@
         if (!live.enabled || !gd || !geometry || !update || !update.__dash_patch_update) {
             return redraw(!live.enabled ? "off" : !geometry ? "not measured" : "whole figure");
         }
-        for (var i = 0; i < update.operations.length; i++) {
-            if (!frameOnly({__dash_patch_update: true, operations: [update.operations[i]]})) {
-                return redraw(update.operations[i].location.join("."));
-            }
+        var other = update.operations.filter(function (op) { return !liveOperation(op); })[0];
+        if (other) {
+            return redraw(other.location.join("."));
         }
         var fl = gd._fullLayout;
         if (!sameGeometry(figure.data, geometry) || !fl || fl.width !== geometry.width || fl.height !== geometry.height ||
