@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").addFilter(_RateLimit(60.0))
     config = parse_args(argv)
+    from stream.compression import limit_openmp_threads
+
+    limit_openmp_threads()
     import waitress.server
     import zmq
 

@@ -13,7 +13,7 @@ import sys
 
 import zmq
 
-from stream.codec import COMPRESSIONS
+from stream.compression import COMPRESSIONS, limit_openmp_threads
 from stream.simulator import Simulator, SimulatorConfig
 
 
@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_args(argv)
+    limit_openmp_threads()
     simulator = Simulator(config)
     try:
         port = simulator.bind()

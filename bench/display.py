@@ -505,7 +505,7 @@ def fast_sender(port: int, fill_rows: int, stream_seconds: float, sent: Any, pha
     import numpy as np
     import zmq
 
-    from stream.codec import Encoder
+    from stream.encoder import Encoder
     from stream.simulator import BeamModel
 
     context = zmq.Context()

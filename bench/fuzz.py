@@ -33,7 +33,7 @@ HAMMER = r"""
 import collections, faulthandler, json, sys, time
 faulthandler.enable()
 sys.path.insert(0, sys.argv[3])
-from stream.codec import BsreadError, Decoder
+from stream.protocol import BsreadError, Decoder
 from tests.fuzz_messages import Fuzzer
 fuzzer, decoder = Fuzzer(int(sys.argv[1])), Decoder()
 outcomes = collections.Counter()

@@ -54,7 +54,7 @@ MAIN_HEADER = '{"htype":"bsr_m-1.1","pulse_id":%d,"global_timestamp":{"sec":%d,"
 
 def build_pool(config: dict, size: int, seed: int = 1) -> tuple[list[list[bytes]], list[str]]:
     """`size` distinct encoded messages (without main header) and their data-header hashes."""
-    from stream.codec import Encoder
+    from stream.encoder import Encoder
     from stream.simulator import BeamModel
 
     model = BeamModel(config["width"], config["height"], config["dtype"], seed=seed)

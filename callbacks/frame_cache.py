@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from components.image_panel import ImageView, render_image
-from stream.codec import BsreadError
+from stream.protocol import BsreadError
 from stream.ring_buffer import RingBuffer
 
 log = logging.getLogger(__name__)

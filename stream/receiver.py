@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 import zmq
 from zmq.utils import monitor as zmq_monitor
 
-from .codec import BsreadError, Decoder, Message
+from .protocol import BsreadError, Decoder, Message
 from .ring_buffer import RingBuffer
 
 log = logging.getLogger(__name__)

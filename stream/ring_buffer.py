@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .codec import BsreadError, ChannelValue, Message
+from .protocol import BsreadError, ChannelValue, Message
 
 log = logging.getLogger(__name__)
 

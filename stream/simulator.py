@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from .codec import COMPRESSIONS, Encoder
+from .compression import COMPRESSIONS
+
+from .encoder import Encoder
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stream.codec import BsreadError, Decoder, Encoder, compress
+from stream.compression import compress
+
+from stream.encoder import Encoder
+
+from stream.protocol import BsreadError, Decoder
 from stream.ring_buffer import RingBuffer
 
 OK = "ok"
@@ -415,7 +419,7 @@ class Fuzzer:
             i = self.channel_index(frames, "processing_parameters")
             frames[i] = struct.pack("<I", 64 * 1024 * 1024) + bytes([0x1F, 0x61, 1, 0]) + bytes([255] * 40)
             # Read in the other byte order the prefix says 4 bytes (some senders get it wrong, see
-            # codec._lz4_size), so this may be accepted; strings are never decoded on arrival.
+            # compression.lz4_size), so this may be accepted; strings are never decoded on arrival.
             return Case("huge-string", frames, _reasons(OK, "size-mismatch", "bad-compression"), self.pulse_id)
         frames = self.encode(values, encoder=encoder)  # invalid UTF-8 is shown with replacement characters
         i = self.channel_index(frames, "processing_parameters")

@@ -31,7 +31,7 @@ import psutil
 import zmq
 
 from components import ids
-from stream.codec import Encoder
+from stream.encoder import Encoder
 
 from .dash_client import DashClient, dependencies, text_of
 from .fuzz_messages import BASE_TIME, OK, XSS_NAME, Case, Fuzzer, Oracle

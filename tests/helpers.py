@@ -64,7 +64,8 @@ def send_multipart(sock: zmq.Socket, parts: list[Any], timeout: float = 10.0) ->
 
 def make_message(pulse_id: int, channels: dict[str, Any], timestamp: float = 1_700_000_000.0, **encode_kwargs: Any):
     """A decoded `Message` built with the real codec (for ring-buffer and receiver tests)."""
-    from stream.codec import Decoder, Encoder
+    from stream.encoder import Encoder
+    from stream.protocol import Decoder
 
     parts = Encoder().encode(pulse_id, timestamp, channels, **encode_kwargs)
     return Decoder().decode(parts)

@@ -29,7 +29,7 @@ MAIN_HEADER = '{"htype":"bsr_m-1.1","pulse_id":%d,"global_timestamp":{"sec":%d,"
 
 def build_pool(width: int, height: int, dtype: str, compression: str, size: int = 8) -> tuple[list[list[bytes]], str]:
     """`size` encoded camera messages without their main header, and the data-header hash."""
-    from stream.codec import Encoder
+    from stream.encoder import Encoder
     from stream.simulator import BeamModel
 
     model = BeamModel(width, height, dtype, seed=1)

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import zmq
 
-import stream.codec as codec
-from stream.codec import TYPES, BsreadError, Decoder, Encoder, decode
+import stream.compression as compression
+import stream.protocol as protocol
+from stream.encoder import Encoder
 
 # --------------------------------------------------------------------------------- hand-built frames
+from stream.protocol import TYPES, BsreadError, Decoder, decode
 # Everything below is built from json/struct/hashlib/numpy byte order and the lz4/bitshuffle libraries
-# directly, never through stream.codec.Encoder, so the decoder is checked against the protocol itself.
+# directly, never through stream.encoder.Encoder, so the decoder is checked against the protocol itself.
 
 SEC, NS = 1_700_000_000, 250_000_000
 STAMP = SEC + NS * 1e-9
@@ -412,8 +414,8 @@ def test_encoder_channel_timestamps() -> None:
 
 def test_header_table_reused_while_hash_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = codec._parse_data_header
-    monkeypatch.setattr(codec, "_parse_data_header", lambda *a: calls.append(1) or original(*a))
+    original = protocol._parse_data_header
+    monkeypatch.setattr(protocol, "_parse_data_header", lambda *a: calls.append(1) or original(*a))
     encoder, decoder = Encoder(), Decoder()
     first = decoder.decode(encoder.encode(1, STAMP, {"a": 1.0, "img": np.zeros((3, 4))}))
     second = decoder.decode(encoder.encode(2, STAMP, {"a": 2.0, "img": np.ones((3, 4))}))
@@ -501,21 +503,21 @@ def test_zero_copy_with_real_zmq_frames() -> None:
         context.destroy(linger=0)
 
 
-@pytest.mark.parametrize(("compression", "function"), [("lz4", "_lz4_decompress"),
-                                                       ("bitshuffle_lz4", "_bitshuffle_decompress")])
-def test_compressed_values_decoded_only_on_access(monkeypatch: pytest.MonkeyPatch, compression: str,
+@pytest.mark.parametrize(("compression_name", "function"), [("lz4", "_lz4_decompress"),
+                                                            ("bitshuffle_lz4", "_bitshuffle_decompress")])
+def test_compressed_values_decoded_only_on_access(monkeypatch: pytest.MonkeyPatch, compression_name: str,
                                                   function: str) -> None:
     calls: list[int] = []
-    original = getattr(codec, function)
+    original = getattr(compression, function)
 
     def counting(*args: Any) -> Any:
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(codec, function, counting)
+    monkeypatch.setattr(compression, function, counting)
     image = np.random.default_rng(1).integers(0, 4096, size=(48, 64)).astype(np.uint16)
     message = decode(Encoder().encode(1, STAMP, {"image": image, "profile": image.sum(axis=0)},
-                                      compression=compression))
+                                      compression=compression_name))
     assert calls == []  # decode() only validated the framing
     np.testing.assert_array_equal(message.value("image"), image)
     assert len(calls) == 1
@@ -614,7 +616,7 @@ MALFORMED: dict[str, tuple[Callable[[], list[Any]], str]] = {
         lambda: _with_channel(value=struct.pack(">qi", -8, 64) + b"\0" * 8, compression="bitshuffle_lz4"),
         "size-mismatch"),
     "string too long": (
-        lambda: _with_channel(value=b"x" * (codec.MAX_STRING_BYTES + 1), type="string", shape=[1]), "size-mismatch"),
+        lambda: _with_channel(value=b"x" * (protocol.MAX_STRING_BYTES + 1), type="string", shape=[1]), "size-mismatch"),
     # unknown-type
     "unknown type": (lambda: _with_channel(type="complex128"), "unknown-type"),
     "type not a string": (lambda: _with_channel(type=["int32"]), "unknown-type"),

@@ -634,7 +634,8 @@ def test_health_rows_without_messages() -> None:
 
 
 def fill(buffer: RingBuffer, count: int, rate_hz: float = 50.0) -> None:
-    from stream.codec import Decoder, Encoder
+    from stream.encoder import Encoder
+    from stream.protocol import Decoder
 
     encoder, decoder = Encoder(), Decoder()  # one of each: the data header is parsed once
     start = buffer.count

@@ -25,7 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.codec import TYPES, BsreadError, Decoder, Encoder
+from stream.encoder import Encoder
+
+from stream.protocol import TYPES, BsreadError, Decoder
 from stream.receiver import Receiver
 from stream.ring_buffer import RingBuffer
 

@@ -62,7 +62,9 @@ def test_zero_size_image_is_not_a_frame():
     failed with ZeroDivisionError in the renderer (HTTP 500) until the next frame."""
     import numpy as np
 
-    from stream.codec import Decoder, Encoder
+    from stream.encoder import Encoder
+
+    from stream.protocol import Decoder
     from stream.ring_buffer import RingBuffer
 
     buffer, encoder, decoder = RingBuffer(8), Encoder(), Decoder()
@@ -85,7 +87,8 @@ def test_corrupt_image_without_profiles_is_counted_once_and_not_shown(compressio
 
     from callbacks.frame_cache import FrameCache
     from components.image_panel import ImageView
-    from stream.codec import Decoder, Encoder
+    from stream.encoder import Encoder
+    from stream.protocol import Decoder
     from stream.ring_buffer import RingBuffer
 
     counts: collections.Counter[str] = collections.Counter()

@@ -14,7 +14,9 @@ import zmq
 
 bsread = pytest.importorskip("bsread")
 
-from stream.codec import Encoder, Message  # noqa: E402
+from stream.encoder import Encoder  # noqa: E402
+
+from stream.protocol import Message
 from stream.simulator import BeamModel, Simulator, SimulatorConfig  # noqa: E402
 from tests.helpers import LOCALHOST, free_port, send_multipart, wait_until  # noqa: E402
 

@@ -21,7 +21,7 @@ from callbacks.frame_cache import FrameCache
 from components import ids
 from components.image_panel import ImageView, view_from_settings
 from components.readings_panel import READING_IDS
-from stream.codec import Encoder
+from stream.encoder import Encoder
 from stream.receiver import Receiver
 from stream.ring_buffer import RingBuffer
 from stream.simulator import SPOT_SIGMAS, BeamModel

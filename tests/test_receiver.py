@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 import stream.receiver as receiver_module
-from stream.codec import Encoder
+from stream.encoder import Encoder
 from stream.receiver import PulseCounter, Receiver
 from stream.ring_buffer import RingBuffer
 from stream.simulator import BeamModel, Simulator, SimulatorConfig

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import stream.ring_buffer as ring_buffer
-from stream.codec import BsreadError, Decoder
+from stream.protocol import BsreadError, Decoder
 from stream.ring_buffer import STATS_COLUMNS, RingBuffer, beam_statistics, image_statistics
 from tests.helpers import make_message
 from tests.test_codec import hand_message, lz4_frame, stamp_bytes

@@ -28,7 +28,7 @@ import zmq
 
 import app as app_module
 from components import ids
-from stream.codec import Encoder
+from stream.encoder import Encoder
 from tests.dash_client import DashClient, dependencies, text_of
 from tests.helpers import LOCALHOST, free_port, send_multipart, wait_until
 from tests.live_app import app_process, get

@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 import start_stream
-from stream.codec import Decoder, Message
+from stream.protocol import Decoder, Message
 from tests.helpers import LOCALHOST, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

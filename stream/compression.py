@@ -1,0 +1,252 @@
+"""bsread value compression: `lz4` and `bitshuffle_lz4` framing, validated before anything is allocated.
+
+Framing: `lz4` is a 4-byte uncompressed size (channel byte order) and one raw LZ4 block;
+`bitshuffle_lz4` is an 8-byte big-endian size, a 4-byte big-endian block size in bytes and
+bitshuffle's own blocks. A frame's claims are checked against its length first, so a corrupt or
+hostile sender costs microseconds, never memory. `bitshuffle_rows` decodes only the blocks that hold
+some rows of an image, for cheap per-message statistics.
+
+bitshuffle runs each call in an OpenMP parallel region. On a small shared server one thread is
+better: an idle team member spins after each region (doubling the CPU per message) and a call stalls
+whenever a member is descheduled. `limit_openmp_threads()` sets OpenMP's documented OMP_NUM_THREADS
+(unless the user did) before the runtime loads; the entry points (app.py, start_stream.py) call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import sys
+from typing import Any
+
+import numpy as np
+
+from .errors import BsreadError
+
+log = logging.getLogger(__name__)
+
+COMPRESSIONS = ("none", "lz4", "bitshuffle_lz4")
+# LZ4 cannot expand input by more than ~255x; a larger claimed ratio is corrupt or hostile.
+LZ4_MAX_RATIO = 255
+_BSHUF_MIN_BLOCK_ELEMENTS = 8
+_U32_BE = struct.Struct(">I")
+
+
+def limit_openmp_threads(threads: int = 1) -> None:
+    """Ask bitshuffle's OpenMP runtime for `threads` threads, unless OMP_NUM_THREADS is already set.
+
+    Must run before bitshuffle is first imported: OpenMP reads the variable once, when it loads.
+    """
+    if "bitshuffle" in sys.modules:
+        log.debug("bitshuffle already loaded; OMP_NUM_THREADS=%s stays", os.environ.get("OMP_NUM_THREADS"))
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def lz4_size(raw: memoryview, encoding: str, expected: int | None) -> int:
+    """The 4-byte uncompressed-size prefix of an lz4 value.
+
+    The protocol says channel byte order, but some senders always write little endian; accept the
+    other order when only it matches the size the shape implies.
+    """
+    first, other = ("<I", ">I") if encoding == "little" else (">I", "<I")
+    size = struct.unpack_from(first, raw, 0)[0]
+    alt = struct.unpack_from(other, raw, 0)[0]
+    if expected is not None:
+        return alt if size != expected and alt == expected else size
+    plausible = (len(raw) - 4) * LZ4_MAX_RATIO + 64
+    return alt if size > plausible >= alt else size
+
+
+
+def decompress(view: memoryview, compression: str, dtype: np.dtype, expected: int | None, limit: int) -> Any:
+    if compression == "lz4":
+        return _lz4_decompress(view, dtype, expected, limit)
+    if compression == "bitshuffle_lz4":
+        return _bitshuffle_decompress(view, dtype, expected, limit)
+    raise BsreadError("bad-compression", compression)
+
+
+def _lz4_decompress(view: memoryview, dtype: np.dtype, expected: int | None, limit: int) -> bytes:
+    import lz4.block
+
+    if len(view) < 4:
+        raise BsreadError("bad-compression", "lz4 frame too short")
+    encoding = "big" if dtype.byteorder == ">" else "little"
+    size = lz4_size(view, encoding, expected)
+    if size > limit or (expected is not None and size != expected):
+        raise BsreadError("size-mismatch", f"lz4 claims {size} bytes")
+    if size > (len(view) - 4) * LZ4_MAX_RATIO + 64:
+        raise BsreadError("bad-compression", "impossible lz4 ratio")
+    try:
+        out = lz4.block.decompress(view[4:], uncompressed_size=size)
+    except Exception as exc:  # lz4.block.LZ4BlockError and friends
+        raise BsreadError("bad-compression", f"lz4: {exc}") from None
+    if len(out) != size:
+        raise BsreadError("bad-compression", "lz4 produced the wrong size")
+    return out
+
+
+def _bitshuffle() -> Any:
+    import bitshuffle  # lazily: its OpenMP runtime reads OMP_NUM_THREADS when it loads (see limit_openmp_threads)
+
+    return bitshuffle
+
+
+def _bitshuffle_layout(view: memoryview, dtype: np.dtype, expected: int | None,
+                       limit: int) -> tuple[int, int, memoryview]:
+    """(elements, block size in elements, payload) of a bitshuffle_lz4 value, validated."""
+    if len(view) < 12:
+        raise BsreadError("bad-compression", "bitshuffle frame too short")
+    size, block_bytes = struct.unpack_from(">qi", view, 0)
+    itemsize = dtype.itemsize
+    if size < 0 or size > limit or (expected is not None and size != expected) or size % itemsize:
+        raise BsreadError("size-mismatch", f"bitshuffle claims {size} bytes")
+    if size == 0:
+        return 0, 0, view[12:]
+    if block_bytes < 0 or block_bytes % itemsize:
+        raise BsreadError("bad-compression", f"bitshuffle block size {block_bytes}")
+    block = block_bytes // itemsize
+    if block == 0:
+        block = default_block(itemsize)
+    if block % _BSHUF_MIN_BLOCK_ELEMENTS:
+        raise BsreadError("bad-compression", f"bitshuffle block of {block} elements")
+    return size // itemsize, block, view[12:]
+
+
+def _padded(payload: Any, pad: int) -> np.ndarray:
+    """A copy of `payload` followed by `pad` zero bytes (returned without them).
+
+    bitshuffle decodes with LZ4_decompress_fast, which trusts its input and may read past the end
+    of a corrupt block; decoding from such a copy keeps those reads inside our buffer.
+    """
+    n = len(payload)
+    padded = np.empty(n + pad, dtype=np.uint8)
+    padded[:n] = np.frombuffer(payload, dtype=np.uint8)
+    padded[n:] = 0
+    return padded[:n]
+
+
+def _bitshuffle_decompress(view: memoryview, dtype: np.dtype, expected: int | None, limit: int) -> np.ndarray:
+    bitshuffle = _bitshuffle()
+    n_elements, block, payload = _bitshuffle_layout(view, dtype, expected, limit)
+    if n_elements == 0:
+        return np.empty(0, dtype=dtype)
+    itemsize = dtype.itemsize
+    _bitshuffle_block_offsets(payload, n_elements, block, itemsize)  # validates the framing
+    # No block holds more than the whole value: the (sender-chosen) block size must not size the padding.
+    padded = _padded(payload, min(block, n_elements) * itemsize + 64)
+    try:
+        out = bitshuffle.decompress_lz4(padded, (n_elements,), np.dtype(f"u{itemsize}"), block)
+    except Exception as exc:
+        raise BsreadError("bad-compression", f"bitshuffle: {exc}") from None
+    return out
+
+
+def bitshuffle_rows(view: memoryview, shape: tuple[int, int], dtype: np.dtype, step: int) -> np.ndarray | None:
+    """Rows 0, step, ... of a bitshuffle_lz4 image, decompressing only the blocks that hold them.
+
+    Returns None when that would not save much (most blocks needed, or rows in the short tail block);
+    the caller then decodes the whole value.
+    """
+    bitshuffle = _bitshuffle()
+    nbytes = shape[0] * shape[1] * dtype.itemsize
+    n_elements, block, payload = _bitshuffle_layout(view, dtype, nbytes, nbytes)
+    height, width = shape
+    if n_elements == 0 or height == 0 or width == 0:
+        return None
+    itemsize = dtype.itemsize
+    full = n_elements // block
+    rows = np.arange(0, height, step, dtype=np.int64)
+    first = rows * width // block  # block holding each row's first element
+    last = ((rows + 1) * width - 1) // block  # ... and its last
+    if int(last[-1]) >= full:  # rows in the short tail block: not worth a special case
+        return None
+    wanted = np.zeros(full, dtype=bool)
+    for k in range(int((last - first).max()) + 1):
+        wanted[np.minimum(first + k, last)] = True
+    blocks = np.flatnonzero(wanted)
+    if 2 * len(blocks) > full:
+        return None
+    offsets = _bitshuffle_block_offsets(payload, n_elements, block, itemsize)  # validates the framing
+    # Copy runs of consecutive wanted blocks (size prefix included) into one zero-padded buffer.
+    breaks = np.flatnonzero(np.diff(blocks) != 1) + 1
+    run_starts = blocks[np.concatenate(([0], breaks))].tolist()
+    run_ends = (blocks[np.concatenate((breaks - 1, [len(blocks) - 1]))] + 1).tolist()
+    packed = b"".join([payload[offsets[a]:offsets[z]] for a, z in zip(run_starts, run_ends)])
+    compact = _padded(packed, block * itemsize + 64)
+    try:
+        out = bitshuffle.decompress_lz4(compact, (len(blocks) * block,), np.dtype(f"u{itemsize}"), block)
+    except Exception as exc:
+        raise BsreadError("bad-compression", f"bitshuffle: {exc}") from None
+    out = out.view(dtype)
+    # Where each wanted row starts in `out`: its first block's rank among the wanted ones.
+    starts = np.searchsorted(blocks, first) * block + (rows * width - first * block)
+    stride = int(starts[1] - starts[0]) if len(starts) > 1 else width
+    if len(starts) == 1 or (np.diff(starts) == stride).all():
+        return np.lib.stride_tricks.as_strided(out[int(starts[0]):], (len(starts), width),
+                                               (stride * itemsize, itemsize), writeable=False)
+    result = out[starts[:, None] + np.arange(width)]
+    result.flags.writeable = False
+    return result
+
+
+def default_block(itemsize: int) -> int:
+    # Mirrors the library's choice for block_size=0: ~8 KiB per block, a multiple of 8 elements.
+    block = 8192 // itemsize
+    block -= block % _BSHUF_MIN_BLOCK_ELEMENTS
+    return max(_BSHUF_MIN_BLOCK_ELEMENTS, block)
+
+
+def _bitshuffle_block_offsets(payload: memoryview, n_elements: int, block: int, itemsize: int) -> list[int]:
+    """Walk the per-block size prefixes; they must tile the payload exactly.
+
+    Layout: for each block (full blocks, then one shorter block rounded down to 8 elements) a 4-byte
+    big-endian compressed size and that many bytes; then the last n % 8 elements raw.
+    Returns where each block starts in the payload, plus where the last one ends.
+    """
+    full, rest = divmod(n_elements, block)
+    last = rest - rest % _BSHUF_MIN_BLOCK_ELEMENTS
+    leftover_bytes = (rest % _BSHUF_MIN_BLOCK_ELEMENTS) * itemsize
+    blocks = full + (1 if last else 0)
+    end = len(payload) - leftover_bytes
+    offset = 0
+    offsets = [0]
+    append = offsets.append
+    unpack = _U32_BE.unpack_from
+    try:  # hot loop (a 2048x2048 uint16 image has 1024 blocks): bounds are checked after it
+        for _ in range(blocks):
+            offset += 4 + unpack(payload, offset)[0]
+            append(offset)
+    except struct.error:
+        raise BsreadError("bad-compression", f"bitshuffle blocks overrun the payload (block {len(offsets) - 1})") from None
+    if offset != end:
+        raise BsreadError("bad-compression", "bitshuffle payload length does not match its blocks")
+    # Offsets only grow, so a final offset == end means no block overran the payload; LZ4 cannot
+    # expand a block's data by more than ~2x, so longer blocks are corrupt.
+    if full and max(map(int.__sub__, offsets[1:full + 1], offsets[:full])) > block * itemsize * 2 + 68:
+        raise BsreadError("bad-compression", "bitshuffle block longer than its data can compress to")
+    if last and offsets[-1] - offsets[-2] > last * itemsize * 2 + 68:
+        raise BsreadError("bad-compression", "bitshuffle block longer than its data can compress to")
+    return offsets
+
+
+
+def compress(data: np.ndarray, compression: str, encoding: str = "little") -> bytes:
+    """Frame a flat array as a bsread value with the given compression (byte order kept)."""
+    if compression == "none":
+        return data.tobytes()
+    if compression == "lz4":
+        import lz4.block
+
+        order = ">I" if encoding == "big" else "<I"
+        return struct.pack(order, data.nbytes) + lz4.block.compress(data.tobytes(), store_size=False)
+    if compression == "bitshuffle_lz4":
+        bitshuffle = _bitshuffle()
+        itemsize = data.dtype.itemsize
+        block = default_block(itemsize)
+        # bitshuffle transposes bytes of a given width; byte order does not matter to it.
+        payload = bitshuffle.compress_lz4(data.view(np.dtype(f"u{itemsize}")), block)
+        return struct.pack(">qi", data.nbytes, block * itemsize) + payload.tobytes()
+    raise ValueError(f"unknown compression {compression!r}")
