@@ -1,1 +1,2 @@
-"""Dash callbacks, one module per panel; each exposes `register(app, source, ...)`."""
+"""Dash callbacks, one module per panel (named like its layout in components/); each exposes
+`register(app, registry)`."""

@@ -1,62 +1,43 @@
-"""Stream health panel and the JSON status document (`/api/status`)."""
+"""Stream health: the compact line of the header and the full table that folds out under it."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import html
 
-from stream.receiver import Health
-
 from . import ids
+from .formatting import age, pulse_id
 
-STATE_COLORS = {"live": "success", "stalled": "danger", "waiting": "warning", "stopped": "secondary"}
-
-
-def status_document(health: Health, label: str, simulated: bool, nonfinite_values: int = 0) -> dict[str, Any]:
-    """The `/api/status` JSON: health counters plus what the stream is."""
-    age = health.last_message_age_s
-    return {
-        "state": health.state,
-        "stream": label,
-        "address": health.address,
-        "simulated": simulated,
-        "received": health.received,
-        "bytes_received": health.bytes_received,
-        "rate_hz": round(health.rate_hz, 3),
-        "data_rate_mbps": round(health.data_rate_mbps, 3),
-        "invalid": health.invalid,
-        "invalid_by_reason": dict(health.invalid_by_reason),
-        "missed_pulses": health.missed_pulses,
-        "duplicated_pulses": health.duplicated_pulses,
-        "reverted_pulses": health.reverted_pulses,
-        "pulse_id_jumps": health.pulse_id_jumps,
-        "pulse_id_step": health.pulse_step,
-        "last_pulse_id": health.last_pulse_id,
-        "last_message_age_s": None if age is None else round(age, 3),
-        "stall_limit_s": round(health.stall_limit_s, 3),
-        "receiver_restarts": health.receiver_restarts,
-        "last_error": health.last_error,
-        "nonfinite_values": nonfinite_values,
-        "channels": list(health.channels),
-    }
+STATE_COLORS = {"live": "success", "stalled": "danger", "waiting": "warning", "stopped": "secondary",
+                "connecting": "info", "error": "danger"}
 
 
-def _age(age: float | None) -> str:
-    if age is None:
-        return "never"
-    return f"{age:.1f} s ago" if math.isfinite(age) else "—"
+def state_badge(state: str) -> tuple[str, str]:
+    """(text, bootstrap colour) for the state badge."""
+    return state, STATE_COLORS.get(state, "secondary")
+
+
+def health_line(status: dict[str, Any]) -> str:
+    """One line: what an operator needs at a glance (every value is text, never HTML)."""
+    parts = [f"{status['received']:,} msgs", f"{status['invalid']} invalid",
+             f"{status['missed_pulses']} missed", f"last {age(status['last_message_age_s'])} ago"]
+    if status.get("error"):
+        parts.insert(0, status["error"])
+    return " · ".join(parts)
 
 
 def health_rows(status: dict[str, Any]) -> list:
-    """Panel content. Everything from the stream (reasons, errors) is passed as text, never as HTML."""
+    """Full table. Everything from the stream (reasons, errors) is passed as text, never as HTML."""
     rows = [
+        ("camera", status["camera"]),
+        ("stream", status["stream"]),
         ("received", f"{status['received']:,} messages ({status['bytes_received'] / 1e6:,.1f} MB)"),
         ("rate", f"{status['rate_hz']:.1f} Hz, {status['data_rate_mbps']:.1f} Mbit/s"),
-        ("last message", _age(status["last_message_age_s"])),
-        ("last pulse id", "—" if status["last_pulse_id"] is None else str(status["last_pulse_id"])),
+        ("last message", age(status["last_message_age_s"]) + (" ago" if status["last_message_age_s"] is not None
+                                                              else "")),
+        ("last pulse id", pulse_id(status["last_pulse_id"]) if status["last_pulse_id"] is not None else "—"),
         ("pulse ids missed / duplicated / reverted",
          f"{status['missed_pulses']} / {status['duplicated_pulses']} / {status['reverted_pulses']}"
          f" (step {status['pulse_id_step']})"),
@@ -68,16 +49,15 @@ def health_rows(status: dict[str, Any]) -> list:
         rows.append(("NaN/Inf readings", str(status["nonfinite_values"])))
     if status["receiver_restarts"]:
         rows.append(("receiver restarts", f"{status['receiver_restarts']} ({status['last_error']})"))
+    rows.append(("frames kept", f"{status['frames_kept']} ({status['frame_bytes'] / 2**20:,.0f} MiB)"))
+    if status.get("error"):
+        rows.append(("error", status["error"]))
+    if status.get("camserver_error"):
+        rows.append(("cam_server", status["camserver_error"]))
     return [html.Tr([html.Th(name, className="fw-normal"), html.Td(value)]) for name, value in rows]
 
 
-def health_panel() -> dbc.Card:
-    return dbc.Card([
-        dbc.CardHeader("Stream health"),
-        dbc.CardBody(html.Table(html.Tbody(id=ids.HEALTH_PANEL), className="table table-sm table-dark mb-0 small")),
-    ])
-
-
-def state_badge(state: str) -> tuple[str, str]:
-    """(text, bootstrap colour) for the state badge."""
-    return state, STATE_COLORS.get(state, "secondary")
+def health_details() -> dbc.Collapse:
+    return dbc.Collapse(
+        html.Table(html.Tbody(id=ids.HEALTH_PANEL), className="table table-sm table-dark mb-0 small"),
+        id=ids.HEALTH_DETAILS, is_open=False, className="health-details")

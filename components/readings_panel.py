@@ -1,68 +1,110 @@
-"""Readings panel: the latest pulse's values as text, with units."""
+"""Readings panel: the newest pulse's values as text, with units; and the pure builder of those texts.
+
+Positions and sizes read in the image's units (µm when calibrated, with pixels beside them); the
+stream's own statistics (cam_server's) are labelled as the stream's.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from typing import Any
+from typing import Any, Mapping
 
-import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
+from stream.ingest import calibrated_name
+from stream.layout import Axis, StreamLayout
 from stream.ring_buffer import History
 
 from . import ids
-from .image_panel import format_value
+from .formatting import format_value, iso_utc, pulse_id, with_unit
 
-READING_IDS = (ids.BEAM_ENERGY, ids.REPETITION_RATE, ids.PULSE_ID, ids.TIMESTAMP, ids.IMAGE_SIZE, ids.CENTROID,
-               ids.RMS_SIZE)
-
-
-def iso_utc(epoch_s: float) -> str:
-    """ISO-8601 UTC with microseconds, e.g. 2026-11-25T12:00:00.123456Z."""
-    if not math.isfinite(epoch_s):
-        return ""
-    try:
-        stamp = dt.datetime.fromtimestamp(epoch_s, tz=dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return ""
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+READINGS = ((ids.BEAM_ENERGY, "Beam energy"), (ids.REPETITION_RATE, "Repetition rate"), (ids.PULSE_ID, "Pulse id"),
+            (ids.TIMESTAMP, "Time (UTC)"), (ids.IMAGE_SIZE, "Image"), (ids.CENTROID, "Centroid x, y"),
+            (ids.RMS_SIZE, "RMS size x × y"), (ids.FIT, "Gaussian fit"), (ids.STREAM_STATISTICS, "Stream's own"),
+            (ids.SATURATED, "Saturated"), (ids.ROI_VALUES, "Regions"))
+READING_IDS = tuple(reading_id for reading_id, _ in READINGS)
+NOT_IN_STREAM = "not in stream"
 
 
-def _number(value: Any, unit: str, digits: str = ".4f") -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+def _pair(row: Mapping[str, float], column: str, axes: tuple[Axis, Axis], sep: str = ", ") -> str:
+    """'x, y unit (x, y px)' of a statistics column pair, in axis units when calibrated."""
+    x, y = row.get(f"{column}_x", math.nan), row.get(f"{column}_y", math.nan)
+    if not (math.isfinite(x) and math.isfinite(y)):
         return "—"
-    return f"{number:{digits}} {unit}".strip() if math.isfinite(number) else "—"
+    pixels = f"{format_value(x)}{sep}{format_value(y)} px"
+    axis_x, axis_y = axes
+    if not (axis_x.calibrated and axis_y.calibrated):
+        return pixels
+    cx = row.get(calibrated_name(f"{column}_x", axis_x.unit), math.nan)
+    cy = row.get(calibrated_name(f"{column}_y", axis_y.unit), math.nan)
+    return f"{format_value(cx)}{sep}{format_value(cy)} {axis_x.unit} ({pixels})"
 
 
-def readings_text(latest: History, energy: str, rate: str, image_shape: tuple[int, ...] | None) -> tuple[str, ...]:
-    """Texts for READING_IDS from the newest history row (or dashes when there is none)."""
+def _fit(row: Mapping[str, float], axes: tuple[Axis, Axis]) -> str:
+    out = []
+    for name, axis in zip("xy", axes):
+        mean, sigma = row.get(f"beam_fit_mean_{name}", math.nan), row.get(f"beam_fit_sigma_{name}", math.nan)
+        if not (math.isfinite(mean) and math.isfinite(sigma)):
+            out.append(f"{name}: —")
+            continue
+        if axis.calibrated:
+            mean, sigma, unit = axis.at(mean), abs(axis.step) * sigma, axis.unit
+        else:
+            unit = "px"
+        out.append(f"{name}: m={format_value(mean)} σ={format_value(sigma)} {unit}")
+    return " · ".join(out)
+
+
+def _stream_statistics(row: Mapping[str, float], layout: StreamLayout | None, axes: tuple[Axis, Axis]) -> str:
+    if layout is None or not layout.stream_statistics:
+        return NOT_IN_STREAM
+    unit = axes[0].unit
+    out = []
+    for label, x_name, y_name in layout.stream_statistics:
+        if label in ("centre of mass", "fit mean", "fit σ"):
+            x, y = row.get(x_name or "", math.nan), row.get(y_name or "", math.nan)
+            out.append(f"{label} {format_value(x)}, {format_value(y)}")
+    return (" · ".join(out) + f" {unit}") if out else NOT_IN_STREAM
+
+
+def _rois(row: Mapping[str, float], names: tuple[str, ...]) -> str:
+    if not names:
+        return "none"
+    return " · ".join(f"{name}: Σ {format_value(row.get(f'roi_{name}_sum', math.nan))}, "
+                      f"max {format_value(row.get(f'roi_{name}_max', math.nan))}" for name in names)
+
+
+def readings_text(latest: History, layout: StreamLayout | None, axes: tuple[Axis, Axis],
+                  shape: tuple[int, int] | None, saturated: int | None, rois: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Texts for READING_IDS from the newest history row (dashes when there is none)."""
     if len(latest) == 0:
         return ("—",) * len(READING_IDS)
-    row = {name: col[-1] for name, col in latest.columns.items()}
-    size = f"{image_shape[1]} × {image_shape[0]} px" if image_shape and len(image_shape) == 2 else "—"
-    centroid = (f"{format_value(row['beam_centroid_x'])}, {format_value(row['beam_centroid_y'])} px"
-                if math.isfinite(row["beam_centroid_x"]) else "—")
-    rms = f"{format_value(row['beam_rms_x'])} × {format_value(row['beam_rms_y'])} px" if math.isfinite(row["beam_rms_x"]) else "—"
+    row: dict[str, Any] = {name: col[-1] for name, col in latest.columns.items()}
+    energy = layout.energy if layout else None
+    rate = layout.rate if layout else None
+    size = "—"
+    if shape:
+        height, width = shape
+        size = f"{width} × {height} px" + (f", {axes[0].unit}" if axes[0].calibrated else "")
     return (
-        _number(row.get(energy), "GeV"),
-        _number(row.get(rate), "Hz", ".2f"),
-        str(int(row["pulse_id"])),
+        with_unit(row.get(energy), "GeV", ".4f") if energy else NOT_IN_STREAM,
+        with_unit(row.get(rate), "Hz", ".2f") if rate else NOT_IN_STREAM,
+        pulse_id(row["pulse_id"]),
         iso_utc(float(row["timestamp"])) or "—",
         size,
-        centroid,
-        rms,
+        _pair(row, "beam_centroid", axes),
+        _pair(row, "beam_rms", axes, " × "),
+        _fit(row, axes),
+        _stream_statistics(row, layout, axes),
+        "—" if saturated is None else f"{saturated:,} px",
+        _rois(row, rois),
     )
 
 
-def readings_panel() -> dbc.Card:
-    labels = ("Beam energy", "Repetition rate", "Pulse id", "Timestamp (UTC)", "Image size", "Centroid x, y",
-              "RMS size x × y")
-    items = [
-        html.Div([html.Div(label, className="reading-label"), html.Div("—", id=reading_id, className="reading-value")],
-                 className="reading")
-        for label, reading_id in zip(labels, READING_IDS)
-    ]
-    return dbc.Card(dbc.CardBody(items, className="readings"), className="mb-3")
+def readings_panel() -> html.Div:
+    items = [html.Div([html.Div(label, className="reading-label"),
+                       html.Div("—", id=reading_id, className="reading-value")], className="reading")
+             for reading_id, label in READINGS]
+    # 4 Hz: as fast as anyone reads numbers; the frame on screen carries its own pulse id.
+    return html.Div([html.Div(items, className="readings"), dcc.Interval(id=ids.READINGS_INTERVAL, interval=250)],
+                    className="readings-panel panel")

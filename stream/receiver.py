@@ -1,4 +1,4 @@
-"""The one ZeroMQ connection of the server: a thread that receives bsread messages into a RingBuffer.
+"""One camera's ZeroMQ connection: a thread that receives bsread messages and hands them to a sink.
 
 The socket lives and dies inside the thread (ZeroMQ sockets are not thread-safe). The loop polls
 with a timeout so `stop()` is honoured within a second, survives malformed messages (counted by
@@ -13,14 +13,13 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import Mapping, Protocol
 
 import zmq
 from zmq.utils import monitor as zmq_monitor
 
 from .protocol import BsreadError, Decoder, Message
-from .ring_buffer import RingBuffer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ class Health:
     stall_limit_s: float
     receiver_restarts: int
     last_error: str = ""
-    channels: tuple[str, ...] = field(default=())
 
 
 class PulseCounter:
@@ -113,30 +111,34 @@ class PulseCounter:
         self._step = best[0]
 
 
+class Sink(Protocol):
+    """Where decoded messages go (the camera's per-message work), in the receiver thread."""
+
+    def __call__(self, message: Message, received: float) -> None: ...  # received: wall clock, epoch s
+
+
 class Receiver:
-    """Receives one bsread stream in a background thread and feeds a RingBuffer."""
+    """Receives one bsread stream in a background thread and hands each message to `sink`."""
 
     def __init__(
         self,
         address: str,
-        buffer: RingBuffer,
+        sink: Sink,
         mode: str = "pull",
         bind: bool = False,
         rcvhwm: int = DEFAULT_RCVHWM,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         context: zmq.Context | None = None,
-        on_message: Callable[[Message], None] | None = None,
     ) -> None:
         if mode not in ("pull", "sub"):
             raise ValueError(f"mode must be 'pull' or 'sub', not {mode!r}")
         self.address = address
-        self.buffer = buffer
+        self.sink = sink
         self.mode = mode
         self.bind = bind
         self.rcvhwm = rcvhwm
         self.max_message_bytes = max_message_bytes
         self._context = context or zmq.Context.instance()
-        self._on_message = on_message
         self._stop = threading.Event()
         # Cleared while messages queue up faster than this thread handles them. The web server holds
         # new callbacks back meanwhile: every thread computing for a browser competes for the GIL,
@@ -158,8 +160,6 @@ class Receiver:
         self._last_error = ""
         self._ready = threading.Event()
         self._setup_error: BaseException | None = None
-        if buffer._on_bad_value is None:  # values decoded later (e.g. scalars) count here too
-            buffer._on_bad_value = self.count_invalid
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -305,7 +305,7 @@ class Receiver:
                 self._bytes += size
             self.count_invalid(exc)
             return None
-        self.buffer.append(message, received=wall)
+        self.sink(message, wall)
         with self._lock:
             self._received += 1
             self._bytes += size
@@ -313,8 +313,6 @@ class Receiver:
             self._last_time = now
             self._last_wall = wall
             self._pulses.observe(message.pulse_id)
-        if self._on_message is not None:
-            self._on_message(message)
         return message
 
     def count_invalid(self, exc: BsreadError) -> None:
@@ -381,5 +379,4 @@ class Receiver:
             stall_limit_s=stall_limit,
             receiver_restarts=restarts,
             last_error=last_error,
-            channels=self.buffer.scalar_channels,
         )

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from stream.ring_buffer import STATS_COLUMNS, History
+from stream.ring_buffer import History
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 LEAD_COLUMNS = ("pulse_id", "timestamp", "timestamp_epoch")
@@ -23,7 +23,8 @@ def csv_column_name(name: str) -> str:
 
 
 def readings_frame(history: History) -> pd.DataFrame:
-    """pulse_id, timestamp (ISO-8601 UTC), timestamp_epoch, every scalar channel, beam statistics."""
+    """pulse_id, timestamp (ISO-8601 UTC), timestamp_epoch, every scalar channel, then the columns
+    computed per pulse: beam statistics in pixels, their calibrated copies, regions of interest."""
     epoch = history.column("timestamp")
     stamps = pd.to_datetime(np.where(np.isfinite(epoch), epoch, np.nan), unit="s", utc=True, errors="coerce")
     iso = pd.Series(stamps).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -32,9 +33,9 @@ def readings_frame(history: History) -> pd.DataFrame:
         "timestamp": iso.to_numpy(),
         "timestamp_epoch": epoch,
     }
-    for name in history.scalar_channels:
+    for name in history.channels:
         data[csv_column_name(name)] = history.column(name)
-    for name in STATS_COLUMNS:
+    for name in history.computed:
         data[name] = history.column(name)
     return pd.DataFrame(data)
 

@@ -1,0 +1,109 @@
+"""Readings: the newest pulse's values 4 times a second; the image geometry when it changes."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+import numpy as np
+from dash import Dash, Input, Output, State, no_update
+
+from components import ids
+from components.readings_panel import READING_IDS, readings_text
+from stream.cameras import CameraRegistry, CameraUnavailable
+from stream.frames import Frame
+from stream.protocol import BsreadError
+from stream.source import StreamSource
+
+
+class SaturationCounts:
+    """Saturated pixels of a frame, counted once per (frame, level) for every browser."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._lock = threading.Lock()
+        self._counts: collections.OrderedDict[tuple, int] = collections.OrderedDict()
+        self._size = size
+
+    def count(self, camera: StreamSource, frame: Frame, level: float) -> int | None:
+        key = (camera.name, frame.seq, id(frame.message), level)
+        with self._lock:
+            if key in self._counts:
+                return self._counts[key]
+        try:
+            count = int(np.count_nonzero(frame.image() >= level))
+        except BsreadError:
+            return None
+        with self._lock:
+            self._counts[key] = count
+            while len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+        return count
+
+
+def saturation_level(frame: Frame, enabled: bool, level: Any) -> float | None:
+    """The chosen level, or the image type's maximum (integer cameras); None when off or unknown."""
+    if not enabled:
+        return None
+    try:
+        chosen = float(level)
+    except (TypeError, ValueError):
+        chosen = None
+    if chosen is not None and np.isfinite(chosen):
+        return chosen
+    dtype = frame.dtype
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else None
+
+
+def geometry(camera: StreamSource) -> dict[str, Any]:
+    """What the image figure is built from; it is rebuilt only when this changes."""
+    frame = camera.frames.latest()
+    axis_x, axis_y = camera.axes
+    return {"camera": camera.name, "shape": list(frame.shape) if frame is not None else None,
+            "x": [axis_x.origin, axis_x.step, axis_x.unit], "y": [axis_y.origin, axis_y.step, axis_y.unit],
+            "rois": camera.rois.version}
+
+
+def register(app: Dash, registry: CameraRegistry) -> None:
+    counts = SaturationCounts()
+
+    @app.callback(
+        *[Output(reading, "children") for reading in READING_IDS],
+        Output(ids.IMAGE_GEOMETRY, "data"),
+        Output(ids.PARAMETERS, "children"),
+        Input(ids.READINGS_INTERVAL, "n_intervals"),
+        Input(ids.CAMERA_SELECT, "value"),
+        State(ids.IMAGE_GEOMETRY, "data"),
+        State(ids.SATURATION, "value"),
+        State(ids.SATURATION_LEVEL, "value"),
+        State(ids.PARAMETERS, "children"),
+    )
+    def refresh_readings(_n, camera_name, shown_geometry, saturation_on, level, shown_parameters):
+        try:
+            camera = registry.watch(camera_name)
+        except CameraUnavailable:
+            return (*("—",) * len(READING_IDS), no_update, no_update)
+        frame = camera.frames.latest()
+        saturated = None
+        if frame is not None:
+            chosen = saturation_level(frame, bool(saturation_on), level)
+            saturated = counts.count(camera, frame, chosen) if chosen is not None else None
+        texts = readings_text(camera.buffer.newest(), camera.layout, camera.axes,
+                              frame.shape if frame is not None else None, saturated,
+                              tuple(roi.name for roi in camera.rois.rois))
+        current = geometry(camera)
+        parameters = processing_parameters(camera, frame)
+        return (*texts, current if current != shown_geometry else no_update,
+                parameters if parameters != shown_parameters else no_update)
+
+
+def processing_parameters(camera: StreamSource, frame: Frame | None) -> str:
+    """cam_server's processing_parameters of the newest frame, as text (never markup)."""
+    layout = camera.layout
+    if frame is None or layout is None or layout.parameters is None:
+        return "(the stream sends no processing parameters)"
+    channel = frame.message.channels.get(layout.parameters)
+    try:
+        return str(channel.value) if channel is not None and not channel.is_empty else ""
+    except BsreadError:
+        return "(unreadable)"

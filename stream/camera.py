@@ -1,0 +1,188 @@
+"""One camera: its stream connection, history, recent frames, regions of interest and background.
+
+`Camera` is what the web side reads (typed as `stream.source.StreamSource`). Its receiver thread
+does the per-message work (`stream.ingest`) and is the only writer; everything else reads snapshots.
+A camera whose address comes from cam_server is resolved when it is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import zmq
+
+from .background import Background
+from .frames import DEFAULT_FRAME_MEMORY, DEFAULT_FRAMES, FrameStore
+from .ingest import Ingest, make_frame
+from .layout import Axis, ChannelNames, StreamLayout
+from .protocol import BsreadError, Message
+from .receiver import Health, Receiver
+from .ring_buffer import DEFAULT_CAPACITY, RingBuffer
+from .rois import RoiSet
+from .simulator import Simulator, SimulatorConfig
+from .statistics import STATS_COLUMNS
+
+log = logging.getLogger(__name__)
+
+WATCH_S = 5.0  # a camera asked for within this many seconds counts as watched
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """How to reach a camera."""
+
+    name: str
+    address: str | None = None  # tcp://host:port; None: simulated, or resolved through `resolve`
+    mode: str = "pull"  # "pull" | "sub"
+    simulator: SimulatorConfig | None = None  # the built-in simulated camera
+    resolve: Callable[[], str] | None = None  # cam_server: the stream address, raises with a clear message
+    pinned: bool = True  # stays connected with nobody watching (cameras given on the command line)
+    source: str = ""  # where it comes from, for people ("cam_server saved pipeline simulation_sp")
+
+
+@dataclass(frozen=True)
+class Limits:
+    history: int = DEFAULT_CAPACITY  # rows
+    frames: int = DEFAULT_FRAMES
+    frame_memory: int = DEFAULT_FRAME_MEMORY  # bytes
+    data_dir: Path | None = None
+
+
+class Camera:
+    def __init__(self, spec: CameraSpec, names: ChannelNames = ChannelNames(), limits: Limits = Limits(),
+                 context: zmq.Context | None = None, rois: RoiSet | None = None,
+                 background: Background | None = None) -> None:
+        """`rois` and `background` outlive a connection (the registry keeps them per camera name)."""
+        self.spec = spec
+        self.name = spec.name
+        self.names = names
+        self.buffer = RingBuffer(limits.history, computed=STATS_COLUMNS)
+        self.frames = FrameStore(limits.frames, limits.frame_memory)
+        self.rois = rois if rois is not None else RoiSet()
+        self.background = background if background is not None else Background(spec.name, limits.data_dir)
+        self.ingest = Ingest(names, self.rois, self.background, self.count_invalid)
+        self._context = context
+        self._receiver: Receiver | None = None
+        self._simulator = Simulator(spec.simulator, context) if spec.simulator is not None else None
+        self._address = spec.address
+        self._lock = threading.Lock()
+        self._touched = time.monotonic()
+        self.state_note = ""  # "connecting" / an error an operator should read; "" once started
+        self.started_at: float | None = None
+
+    # ------------------------------------------------------------------ what it is
+
+    @property
+    def simulated(self) -> bool:
+        return self._simulator is not None
+
+    @property
+    def address(self) -> str:
+        if self._receiver is not None:
+            return self._receiver.address
+        return self._address or ""
+
+    @property
+    def label(self) -> str:
+        return "simulated camera" if self.simulated else (self.address or self.spec.source or self.name)
+
+    @property
+    def layout(self) -> StreamLayout | None:
+        return self.ingest.layout
+
+    @property
+    def axes(self) -> tuple[Axis, Axis]:
+        return self.ingest.axes
+
+    @property
+    def nonfinite_values(self) -> int:
+        """Scalar readings that were NaN/Inf (kept as gaps)."""
+        return self.ingest.nonfinite_values
+
+    @property
+    def running(self) -> bool:
+        return self._receiver is not None and self._receiver.running
+
+    @property
+    def caught_up(self) -> threading.Event:
+        """Cleared while its receiver falls behind (the web server then holds new work back)."""
+        receiver = self._receiver
+        return receiver.caught_up if receiver is not None else _ALWAYS
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "Camera":
+        """Resolve (cam_server), bind the simulator, connect. Raises zmq.ZMQError / the resolver's error."""
+        with self._lock:
+            if self._receiver is not None:
+                return self
+            address = self._address
+            if self.spec.resolve is not None:
+                address = self._address = self.spec.resolve()
+            if self._simulator is not None:
+                self._simulator.bind()
+                address = self._simulator.address
+            if address is None:
+                raise ValueError(f"camera {self.name!r} has no stream address")
+            mode = self.spec.mode if self._simulator is None else (
+                "pull" if self._simulator.config.mode == "push" else "sub")
+            receiver = Receiver(address, self._on_message, mode=mode, context=self._context)
+            receiver.start()
+            self._receiver = receiver
+            if self._simulator is not None:
+                self._simulator.start()
+            self.started_at = time.time()
+            self.state_note = ""
+        log.info("camera %s: receiving %s (%s)", self.name, address, mode)
+        return self
+
+    def stop(self, timeout: float = 1.0) -> None:
+        with self._lock:
+            parts = [part for part in (self._simulator, self._receiver) if part is not None]
+            for part in parts:  # signal both first, so their poll timeouts overlap
+                part.stop(timeout=0)
+            for part in parts:
+                part.stop(timeout)
+
+    # ------------------------------------------------------------------ receiver thread
+
+    def _on_message(self, message: Message, received: float) -> None:
+        pulse = self.ingest.pulse(message)
+        seq = self.buffer.append(message.pulse_id, message.global_timestamp, pulse.channels, pulse.computed)
+        frame = make_frame(seq, message, pulse, received, self.ingest.layout.image if self.ingest.layout else "")
+        if frame is not None:
+            self.frames.push(frame)
+
+    def count_invalid(self, exc: BsreadError) -> None:
+        """Count a bad value found after decoding (a corrupt image, a scalar that does not parse)."""
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.count_invalid(exc)
+
+    # ------------------------------------------------------------------ watching
+
+    def touch(self) -> None:
+        """Somebody looks at this camera now (a frame, readings or history request)."""
+        self._touched = time.monotonic()
+        self.frames.keep_recent(True)
+
+    def idle_s(self) -> float:
+        return time.monotonic() - self._touched
+
+    @property
+    def watched(self) -> bool:
+        return self.idle_s() < WATCH_S
+
+    def health(self) -> Health | None:
+        """The receiver's health, or None before it started."""
+        receiver = self._receiver
+        return receiver.health() if receiver is not None else None
+
+
+_ALWAYS = threading.Event()
+_ALWAYS.set()

@@ -1,0 +1,1 @@
+"""The web side beyond Dash: the HTTP API, frame rendering and caching, protections, serving."""
