@@ -58,9 +58,11 @@
             }
             set(n.info, text);
             set(n.banner, meta.processing_error ? "processing error: " + meta.processing_error : "");
-            // the overlay box follows the image's plot area
-            Object.assign(n.host.style, {left: g.image.left + "px", top: g.image.top + "px",
-                                         width: g.image.width + "px", height: g.image.height + "px"});
+            // the overlay box: the part of the plot area the picture covers
+            var b = p.frameBox(meta, g), left = Math.max(0, b.left), top = Math.max(0, b.top);
+            var right = Math.min(g.image.width, b.left + b.width), bottom = Math.min(g.image.height, b.top + b.height);
+            Object.assign(n.host.style, {left: g.image.left + left + "px", top: g.image.top + top + "px",
+                                         width: Math.max(0, right - left) + "px", height: Math.max(0, bottom - top) + "px"});
         },
         message: function (text) {
             var n = root();

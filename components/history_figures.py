@@ -137,7 +137,7 @@ def history_figure(chart: Chart, data: Mapping[str, Any], x_mode: str, revision:
         "title": {"text": plotly_text(chart.title), "font": {"size": 11}, "x": 0.01, "y": 0.98, "yanchor": "top"},
         "showlegend": len(chart.series) > 1, "hovermode": "x",
         "legend": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom",
-                   "font": {"size": 9}},
+                   "font": {"size": 9}, "traceorder": "normal"},
         "xaxis": x_axis,
         "yaxis": {"gridcolor": "#444", "title": {"text": plotly_text(chart.unit), "standoff": 2}, "nticks": 4,
                   **FAST_TICKS},

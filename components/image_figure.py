@@ -15,11 +15,11 @@ from stream.layout import Axis, pixel_axis
 from stream.rois import Roi
 from web.render import TOP_LEVEL, colorscale
 
-MARGIN = {"l": 64, "r": 74, "t": 8, "b": 44, "autoexpand": False}  # px; painter.js reads these from the layout
-IMAGE_DOMAIN_X = (0.0, 0.84)
-IMAGE_DOMAIN_Y = (0.0, 0.80)
-PROFILE_X_DOMAIN_Y = (0.83, 1.0)  # x profile panel above the image
-PROFILE_Y_DOMAIN_X = (0.87, 1.0)  # y profile panel right of the image
+MARGIN = {"l": 56, "r": 62, "t": 6, "b": 38, "autoexpand": False}  # px; painter.js reads these from the layout
+IMAGE_DOMAIN_X = (0.0, 0.86)
+IMAGE_DOMAIN_Y = (0.0, 0.84)
+PROFILE_X_DOMAIN_Y = (0.86, 1.0)  # x profile panel above the image
+PROFILE_Y_DOMAIN_X = (0.88, 1.0)  # y profile panel right of the image
 PROFILE_COLOR = "#f39c12"
 FIT_COLOR = "#5dade2"
 STREAM_FIT_COLOR = "#e74c3c"

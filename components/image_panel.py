@@ -18,8 +18,8 @@ def _toolbar() -> dbc.Row:
 
     return dbc.Row([
         col(dbc.Select(id=ids.COLORMAP, options=[{"label": c, "value": c} for c in COLORMAPS], value="Viridis",
-                       size="sm", title="colour map")),
-        col(dbc.RadioItems(id=ids.SCALE, options=[{"label": "lin", "value": "linear"}, {"label": "log", "value": "log"}],
+                       size="sm")),
+        col(dbc.RadioItems(id=ids.SCALE, options=[{"label": "linear", "value": "linear"}, {"label": "log", "value": "log"}],
                            value="linear", inline=True, className="small")),
         col(dbc.RadioItems(id=ids.RANGE_MODE, options=[{"label": "auto", "value": "auto"},
                                                         {"label": "manual", "value": "manual"}],
@@ -34,7 +34,7 @@ def _toolbar() -> dbc.Row:
         col(dbc.Button("Tools", id=ids.TOOLS_BUTTON, color="secondary", size="sm", outline=True, n_clicks=0)),
         col(dbc.Button("Pause", id=ids.PAUSE_BUTTON, color="warning", size="sm", outline=True, n_clicks=0,
                        title="pause this page's picture (space)")),
-        col(dbc.Button("⛶", id=ids.FULLSCREEN_BUTTON, color="secondary", size="sm", outline=True, n_clicks=0,
+        col(dbc.Button("Full", id=ids.FULLSCREEN_BUTTON, color="secondary", size="sm", outline=True, n_clicks=0,
                        title="full screen (f)")),
     ], className="g-1 align-items-center flex-nowrap image-toolbar")
 
