@@ -227,11 +227,12 @@ def default_cameras(size: tuple[int, int] = (160, 120), size2: tuple[int, int] =
 
 def saved_pipeline_configs(no_client_timeout_s: float = 10.0) -> dict[str, dict[str, Any]]:
     """Saved pipelines `<camera>_sp`; broken_sp names a background image that does not exist."""
-    configs = {name: {**CONFIG_BASE, "name": name, "camera_name": name[:-3],
-                      "no_client_timeout": _number(no_client_timeout_s)}
+    configs = {name: {**CONFIG_BASE, "name": name, "camera_name": name[:-3]}
                for name in ("simulation_sp", "simulation2_sp", "broken_sp")}
     configs["broken_sp"].update(image_background_enable=True, image_background="broken_background",
                                 notify_on_error=True)
+    for config in configs.values():
+        config["no_client_timeout"] = _number(no_client_timeout_s)
     return configs
 
 
@@ -282,8 +283,9 @@ class _Instance(threading.Thread):
             self._idle_since = time.monotonic()
             while not self.stopping.is_set():
                 # Frames tick on the camera's clock, so every instance of a camera sends the same pulse ids.
-                pulse_id = int((time.monotonic() - self.owner.clock) / period) + 1
-                next_tick = self.owner.clock + pulse_id * period
+                tick = int((time.monotonic() - self.owner.clock) / period) + 1
+                next_tick = self.owner.clock + tick * period
+                pulse_id = self.owner.first_pulse_id + tick - 1
                 while True:
                     self._watch(monitor, peers, min(next_tick - time.monotonic(), 0.05))
                     if self.stopping.is_set() or time.monotonic() >= next_tick:
@@ -337,15 +339,18 @@ class CamServerStandIn:
     its last subscriber left (or after starting without one). saved_pipelines: which of
     simulation_sp, simulation2_sp, broken_sp the server lists (a camera without one gets a
     processing instance). queue_size: the PUB socket's high-water mark (cam_server's pipelines: 10).
+    first_pulse_id: pulse id of the cameras' first frame (frames tick on one clock from the start;
+    SwissFEL's real ids are ~1.5e10). seed: noise, reproducible per pulse id.
     """
 
     def __init__(self, rate_hz: float = 10.0, size: tuple[int, int] = (160, 120), size2: tuple[int, int] = (128, 96),
                  no_client_timeout_s: float = 10.0,
                  saved_pipelines: tuple[str, ...] = ("simulation_sp", "simulation2_sp", "broken_sp"),
-                 seed: int = 1, queue_size: int = 10) -> None:
+                 seed: int = 1, queue_size: int = 10, first_pulse_id: int = 1) -> None:
         if not rate_hz > 0:
             raise ValueError("rate_hz must be positive")
         self.rate_hz, self.no_client_timeout_s, self.seed, self.queue_size = rate_hz, no_client_timeout_s, seed, queue_size
+        self.first_pulse_id = first_pulse_id
         self.cameras = default_cameras(size, size2)
         known = saved_pipeline_configs(no_client_timeout_s)
         self.saved = {name: known[name] for name in saved_pipelines}

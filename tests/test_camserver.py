@@ -539,6 +539,13 @@ def test_simulation2_has_pixel_axes(client: CamServerClient, standin: CamServerS
     assert message.value("y_fit_mean") == pytest.approx(spot.y_px, abs=0.2)
 
 
+def test_pulse_ids_start_where_asked(subscribe) -> None:
+    first = 15_000_000_000  # SwissFEL's range: must survive the whole way as an exact integer
+    with CamServerStandIn(rate_hz=RATE_HZ, first_pulse_id=first) as server:
+        messages = receive(subscribe(CamServerClient(server.url).stream_for("simulation").address), 2)
+    assert first <= messages[0].pulse_id < messages[1].pulse_id < first + 10 * RATE_HZ
+
+
 def test_broken_pipeline_reports_a_processing_error(client: CamServerClient, subscribe) -> None:
     choice = client.stream_for("broken")
     assert choice.how == "saved pipeline"
