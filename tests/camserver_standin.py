@@ -305,7 +305,11 @@ class _Instance(threading.Thread):
             self.subscribers = 0
             socket.disable_monitor()
             monitor.close(0)
-            sender.close()
+            # What Sender.close() does, minus its disconnect() of the bound address, which always
+            # fails and logs a traceback: close the socket and the context mflow made for it.
+            socket.close(0)
+            sender.stream.context.term()
+            sender.status_stream_open = False
             self.owner._forget(self)
 
     def _watch(self, monitor: zmq.Socket, peers: set[int], timeout_s: float) -> None:
