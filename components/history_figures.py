@@ -130,7 +130,8 @@ def history_figure(chart: Chart, data: Mapping[str, Any], x_mode: str, revision:
     if x_mode == "pulse_id":  # full integers: real pulse ids are ~1.5e10 and must not read "15G"
         x_axis.update(type="linear", tickformat="d", hoverformat="d", title={"text": "pulse id", "standoff": 2})
     else:
-        x_axis.update(type="date", title={"text": "time (UTC)", "standoff": 2}, hoverformat="%H:%M:%S.%L")
+        x_axis.update(type="date", title={"text": "time (UTC)", "standoff": 2}, tickformat="%H:%M:%S",
+                      hoverformat="%Y-%m-%d %H:%M:%S.%L")
     layout: dict[str, Any] = {
         "uirevision": revision, "margin": {"l": 58, "r": 54 if chart.unit2 else 12, "t": 20, "b": 34},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", "font": {"color": "#ddd", "size": 10},

@@ -67,9 +67,11 @@ def image_figure(shape: tuple[int, int] | None, axes: tuple[Axis, Axis] = (pixel
             "uirevision": revision, "meta": meta, "margin": MARGIN, "hovermode": False, "dragmode": "zoom",
             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", "font": {"color": "#ddd", "size": 11},
             "showlegend": False,
-            "xaxis": {**AXIS, "domain": list(IMAGE_DOMAIN_X), "range": [x_first, x_last], "autorange": False,
+            # Autorange (from the heatmap cell's extent), not fixed ranges: plotly.js widens one axis
+            # to keep the aspect ratio and would keep a widening made for an earlier, smaller size.
+            "xaxis": {**AXIS, "domain": list(IMAGE_DOMAIN_X), "autorange": "reversed" if x_first > x_last else True,
                       "title": {"text": axis_title("x", axis_x), "standoff": 4}},
-            "yaxis": {**AXIS, "domain": list(IMAGE_DOMAIN_Y), "range": [y_bottom, y_top], "autorange": False,
+            "yaxis": {**AXIS, "domain": list(IMAGE_DOMAIN_Y), "autorange": "reversed" if y_top < y_bottom else True,
                       "scaleanchor": "x", "constrain": "range", "title": {"text": axis_title("y", axis_y), "standoff": 4}},
             "xaxis2": {**AXIS, "domain": list(PROFILE_Y_DOMAIN_X), "anchor": "y", "visible": False},
             "yaxis2": {**AXIS, "domain": list(PROFILE_X_DOMAIN_Y), "anchor": "x", "visible": False},
