@@ -16,9 +16,14 @@ def format_value(value: Any) -> str:
     if not math.isfinite(number):
         return "—"
     magnitude = abs(number)
-    if magnitude != 0 and (magnitude >= 1e5 or magnitude < 1e-2):
+    if magnitude == 0:
+        return "0"
+    if magnitude >= 1e5 or magnitude < 1e-2:
         return f"{number:.3e}"
-    return f"{number:.4g}"
+    # 4 significant digits, never an exponent in this range (15000, not 1.5e+04)
+    decimals = max(0, 3 - math.floor(math.log10(magnitude)))
+    text = f"{number:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def with_unit(value: Any, unit: str, digits: str | None = None) -> str:

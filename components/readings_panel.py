@@ -85,7 +85,7 @@ def readings_text(latest: History, layout: StreamLayout | None, axes: tuple[Axis
     size = "—"
     if shape:
         height, width = shape
-        size = f"{width} × {height} px" + (f", {axes[0].unit}" if axes[0].calibrated else "")
+        size = f"{width} × {height} px" + (f" (axes in {axes[0].unit})" if axes[0].calibrated else "")
     return (
         with_unit(row.get(energy), "GeV", ".4f") if energy else NOT_IN_STREAM,
         with_unit(row.get(rate), "Hz", ".2f") if rate else NOT_IN_STREAM,
