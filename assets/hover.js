@@ -20,12 +20,15 @@
     }
 
     function format(value) {
+        // camera counts are integers: every digit; other values with 6 significant digits
         if (!isFinite(value)) {
             return "—";
         }
+        if (Number.isInteger(value)) {
+            return String(value);
+        }
         var magnitude = Math.abs(value);
-        return magnitude !== 0 && (magnitude >= 1e5 || magnitude < 1e-2) ? value.toExponential(3) :
-            String(Number(value.toPrecision(6)));
+        return magnitude >= 1e6 || magnitude < 1e-3 ? value.toExponential(5) : String(Number(value.toPrecision(6)));
     }
 
     function pixelAt(event) {

@@ -236,6 +236,9 @@
         var before = geometryKey(painter.geometry);
         var g = measure();
         sov.colorbar.apply();
+        if (painter.plotly && painter.frame && sov.plotlyStale(painter.gd)) {
+            repaint();  // the app's figure replaced the frame plotly.js had been given
+        }
         if (!g || before === geometryKey(g)) {
             return;
         }

@@ -181,10 +181,19 @@ def shown_pulse(driver: Any) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[0] == "pulse" and parts[1].isdigit() else None
 
 
-def open_page(driver: Any, url: str) -> None:
+FIGURE_SHAPE_JS = """const gd = document.querySelector('#image-graph .js-plotly-plot');
+return gd && gd.layout && gd.layout.meta ? gd.layout.meta.shape : null;"""
+
+
+def open_page(driver: Any, url: str, shape: tuple[int, int] | None = None) -> None:
+    """Load the page and wait for its first frame (and, given the image's (H, W), for the figure built
+    for it: a zoom made before that would be replaced with the new figure)."""
     driver.get(url)
     wait_until(lambda: shown_pulse(driver) is not None, timeout=PAGE_TIMEOUT_S, interval=0.2,
                message="the picture's first frame")
+    if shape is not None:
+        wait_until(lambda: driver.execute_script(FIGURE_SHAPE_JS) == list(shape), timeout=UPDATE_TIMEOUT_S,
+                   message="the figure of this image")
 
 
 def severe_logs(driver: Any) -> list[str]:

@@ -13,7 +13,8 @@ T = TypeVar("T")
 LOCALHOST = "127.0.0.1"
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, message: str = "") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01,
+               message: str | Callable[[], str] = "") -> T:
     """Poll `predicate` until it returns something truthy (returned) or fail after `timeout` seconds.
 
     The timeout is a generous upper bound for a loaded machine, never the expected duration.
@@ -24,7 +25,8 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {message or predicate}")
+            said = message() if callable(message) else message
+            raise AssertionError(f"condition not met within {timeout} s: {said or predicate}")
         time.sleep(interval)
 
 
