@@ -16,8 +16,8 @@ import zmq
 
 import stream.receiver as receiver_module
 from stream.encoder import Encoder
+from stream.protocol import Message
 from stream.receiver import PulseCounter, Receiver
-from stream.ring_buffer import RingBuffer
 from stream.simulator import BeamModel, Simulator, SimulatorConfig
 from tests.helpers import LOCALHOST, bind_retry, free_port, send_multipart, wait_until
 from tests.test_codec import MALFORMED, hand_message, stamp_bytes
@@ -37,7 +37,16 @@ def bound_sender(make_socket: Callable[[int], zmq.Socket], kind: int = zmq.PUSH)
 
 
 def pulse_ids(receiver: Receiver) -> list[int]:
-    return receiver.buffer.read().column("pulse_id").tolist()
+    return receiver.sink.buffer.read().column("pulse_id").tolist()
+
+
+def rows(receiver: Receiver) -> int:
+    """History rows the receiver's camera pipeline appended (one per received message)."""
+    return receiver.sink.buffer.count
+
+
+def ignore(message: Message, received: float) -> None:
+    pass
 
 
 # ------------------------------------------------------------------------------ pulse-id counting
@@ -105,11 +114,16 @@ def test_pull_connect_receives_every_message(make_socket, start_receiver) -> Non
     assert health.received == 20 and health.bytes_received == sizes
     assert health.invalid == 0 and health.invalid_by_reason == {}
     assert health.last_pulse_id == 20 and health.missed_pulses == 0
-    assert health.address == address and health.channels == ("beam_energy",)
+    assert health.address == address and health.receiver_restarts == 0
     assert health.last_message_age_s is not None and health.last_message_age_s >= 0
+    assert health.last_message_time is not None and abs(health.last_message_time - time.time()) < 60
     assert pulse_ids(receiver) == list(range(1, 21))
-    np.testing.assert_allclose(receiver.buffer.read().column("beam_energy"), [5.0 + i / 100 for i in range(1, 21)])
-    np.testing.assert_array_equal(receiver.buffer.latest_frame().image(), np.full((4, 6), 20, np.uint8))
+    history = receiver.sink.buffer.read()
+    assert history.channels == ("beam_energy",)
+    np.testing.assert_allclose(history.column("beam_energy"), [5.0 + i / 100 for i in range(1, 21)])
+    frame = receiver.sink.frames.latest()
+    assert frame.pulse_id == 20 and frame.seq == 19
+    np.testing.assert_array_equal(frame.image(), np.full((4, 6), 20, np.uint8))
 
 
 def test_pull_bind_receives_from_a_connecting_sender(make_socket, start_receiver) -> None:
@@ -131,7 +145,7 @@ def _send_until_received(sender: zmq.Socket, receiver: Receiver, first_pulse: in
     def one_more() -> bool:
         sender.send_multipart(encode(pulse[0]))
         pulse[0] += 1
-        return receiver.buffer.count > 0 and receiver.health().last_pulse_id is not None
+        return rows(receiver) > 0 and receiver.health().last_pulse_id is not None
 
     wait_until(one_more, interval=0.05, message="first message through PUB/SUB")
     return pulse[0]
@@ -140,10 +154,10 @@ def _send_until_received(sender: zmq.Socket, receiver: Receiver, first_pulse: in
 def _check_sub_delivery(sender: zmq.Socket, receiver: Receiver) -> None:
     next_pulse = _send_until_received(sender, receiver, first_pulse=1)
     wait_until(lambda: receiver.health().last_pulse_id == next_pulse - 1, message="in-flight messages")
-    before = receiver.buffer.count
+    before = rows(receiver)
     for pulse_id in range(1000, 1010):
         sender.send_multipart(encode(pulse_id))
-    wait_until(lambda: receiver.buffer.count == before + 10, message="10 messages after subscribing")
+    wait_until(lambda: rows(receiver) == before + 10, message="10 messages after subscribing")
     assert pulse_ids(receiver)[-10:] == list(range(1000, 1010))
 
 
@@ -163,9 +177,9 @@ def test_sub_bind_receives_from_a_connecting_publisher(make_socket, start_receiv
 
 def test_invalid_mode_and_address_in_use(make_socket, zctx) -> None:
     with pytest.raises(ValueError):
-        Receiver("tcp://127.0.0.1:1", RingBuffer(10), mode="push")
+        Receiver("tcp://127.0.0.1:1", ignore, mode="push")
     taken, address = bound_sender(make_socket)
-    receiver = Receiver(address, RingBuffer(10), bind=True, context=zctx)
+    receiver = Receiver(address, ignore, bind=True, context=zctx)
     with pytest.raises(zmq.ZMQError):
         receiver.start()  # reported synchronously, not lost in the thread
     assert not receiver.running
@@ -221,12 +235,12 @@ def test_malformed_messages_are_counted_and_good_ones_still_received(make_socket
     health = receiver.health()
     assert dict(health.invalid_by_reason) == dict(expected)
     assert health.state == "live" and health.last_pulse_id == 1000
-    assert receiver.buffer.count == good
+    assert rows(receiver) == good
     assert health.receiver_restarts == 0
 
 
 def test_value_decoding_errors_are_counted(make_socket, start_receiver) -> None:
-    """A corrupt compressed scalar passes decode() but fails when the ring buffer reads it."""
+    """A corrupt compressed scalar passes decode() but fails when the camera's ingest reads it."""
     sender, address = bound_sender(make_socket)
     receiver = start_receiver(address)
     channels = [{"name": "good"}, {"name": "bad", "compression": "lz4"}]
@@ -236,8 +250,10 @@ def test_value_decoding_errors_are_counted(make_socket, start_receiver) -> None:
     send_multipart(sender, encode(2))
     wait_until(lambda: receiver.health().received == 2)
     health = receiver.health()
-    assert health.received == 2
+    assert health.received == 2 and rows(receiver) == 2
     assert dict(health.invalid_by_reason) == {"bad-compression": 1}
+    first = receiver.sink.buffer.read()
+    assert first.column("good")[0] == 1.0 and "bad" not in first.channels
 
 
 def test_pulse_accounting_through_the_receiver(make_socket, start_receiver) -> None:
@@ -273,14 +289,14 @@ def test_survives_sender_restart(make_socket, start_receiver, mode: str, bind: b
 
     for generation in range(3):
         sock = first if generation == 0 and not bind else sender()
-        before = receiver.buffer.count
+        before = rows(receiver)
         base = 1000 * (generation + 1)
         if mode == "sub":
             _send_until_received_after(sock, receiver, before, base)
         else:
             for i in range(3):
                 send_multipart(sock, encode(base + i))
-            wait_until(lambda: receiver.buffer.count == before + 3, message=f"generation {generation}")
+            wait_until(lambda: rows(receiver) == before + 3, message=f"generation {generation}")
             assert pulse_ids(receiver)[-3:] == [base, base + 1, base + 2]
         sock.close(0)  # the sender goes away; the next generation binds/connects afresh
     health = receiver.health()
@@ -294,7 +310,7 @@ def _send_until_received_after(sock: zmq.Socket, receiver: Receiver, before: int
         sock.send_multipart(encode(pulse[0]))
         pulse[0] += 1
         # Messages of the previous publisher may still be arriving: look for this one's pulse ids.
-        return bool((receiver.buffer.read(since=before).column("pulse_id") >= base).any())
+        return bool((receiver.sink.buffer.read(since=before).column("pulse_id") >= base).any())
 
     wait_until(one_more, interval=0.05, message="messages after the publisher restarted")
 
@@ -322,8 +338,9 @@ def test_survives_an_exception_in_its_own_loop(make_socket, start_receiver) -> N
         return len(calls) >= 3  # the callback keeps being called after its failure
 
     wait_until(sending, interval=0.02, message="messages after the restart")
-    assert receiver.running and receiver.health().receiver_restarts == 1
-    assert receiver.health().received >= 3 and calls[0] == 1
+    assert receiver.running and receiver.health().receiver_restarts == 1 and calls[0] == 1
+    # Every message but the one whose sink raised is recorded (received, and a history row).
+    wait_until(lambda: receiver.health().received == len(calls) - 1 == rows(receiver), message="counts settle")
 
 
 # -------------------------------------------------------------------------------- stop and state
@@ -346,7 +363,7 @@ def test_stop_returns_quickly_while_receiving(zctx, start_receiver) -> None:
     receiver = start_receiver(simulator.address)
     simulator.start()
     try:
-        wait_until(lambda: receiver.buffer.count >= 10, message="stream flowing")
+        wait_until(lambda: rows(receiver) >= 10, message="stream flowing")
         started = time.monotonic()
         receiver.stop()
         assert time.monotonic() - started < 1.5
@@ -433,11 +450,11 @@ def test_oversized_messages_are_refused_and_the_stream_continues(make_socket, st
     def sending_small() -> bool:
         send_multipart(sender, encode(pulse[0]))
         pulse[0] += 1
-        return receiver.buffer.count >= 3
+        return rows(receiver) >= 3
 
     wait_until(sending_small, interval=0.02, message="small messages after an oversized one")
     assert 1 not in pulse_ids(receiver)
-    assert receiver.buffer.latest_frame() is None
+    assert receiver.sink.frames.latest() is None
     assert receiver.health().receiver_restarts == 0
 
 
@@ -460,7 +477,7 @@ def test_reconnects_after_a_failed_handshake(make_socket, start_receiver) -> Non
         if sender.poll(0, zmq.POLLOUT):  # only once connected: a PUSH without peer would block
             sender.send_multipart(encode(pulse[0]))
             pulse[0] += 1
-        return receiver.buffer.count >= 3
+        return rows(receiver) >= 3
 
     wait_until(sending, interval=0.02, message="messages from the real sender")
     assert receiver.health().receiver_restarts == 0
