@@ -137,7 +137,7 @@ class Background:
             image.flags.writeable = False
             self._current = BackgroundImage(image, int(meta["frames"]), float(meta["taken_at"]), self.camera)
             log.info("background of %s loaded from %s", self.camera, self._path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # any unreadable file (empty, truncated zip, odd meta): the camera still starts
             self.error = f"could not load the saved background: {exc}"
             log.warning("%s (%s)", self.error, self._path)
 
