@@ -143,5 +143,6 @@ class Background:
 
 
 def _safe(name: str) -> str:
-    """A camera name as a directory name (cam_server names are like SLG-LCAM-C102)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "_"
+    """A camera name as a directory name (cam_server names are like SLG-LCAM-C102); never . or .."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "_"
+    return safe if safe.strip(".") else safe.replace(".", "_")
