@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import struct
+import threading
 import time
 from typing import Any, Callable
 
@@ -173,6 +174,42 @@ def test_sub_bind_receives_from_a_connecting_publisher(make_socket, start_receiv
     sender = make_socket(zmq.PUB)
     sender.connect(address)
     _check_sub_delivery(sender, receiver)
+
+
+def test_the_sink_gets_each_message_and_its_arrival_time_in_the_receiver_thread(make_socket, zctx) -> None:
+    got: list[tuple[int, float, str]] = []
+
+    def sink(message: Message, received: float) -> None:
+        got.append((message.pulse_id, received, threading.current_thread().name))
+
+    sender, address = bound_sender(make_socket)
+    receiver = Receiver(address, sink, context=zctx).start()
+    try:
+        before = time.time()
+        for pulse_id in range(1, 6):
+            send_multipart(sender, encode(pulse_id))
+        wait_until(lambda: len(got) == 5, message="5 messages")
+        after = time.time()
+    finally:
+        receiver.stop()
+    assert [pulse_id for pulse_id, _, _ in got] == [1, 2, 3, 4, 5]
+    stamps = [received for _, received, _ in got]
+    assert before <= stamps[0] and stamps[-1] <= after and stamps == sorted(stamps)
+    assert {name for _, _, name in got} == {"bsread-receiver"}
+    assert receiver.health().last_message_time == stamps[-1]
+
+
+def test_handle_records_good_messages_and_counts_bad_ones_without_a_socket() -> None:
+    got: list[int] = []
+    receiver = Receiver("tcp://127.0.0.1:1", lambda message, received: got.append(message.pulse_id))
+    assert receiver.handle(encode(7)).pulse_id == 7
+    assert receiver.handle([b"not a message"]) is None
+    assert receiver.handle(encode(8)[:-1]) is None
+    health = receiver.health()
+    assert got == [7] and health.received == 1 and dict(health.invalid_by_reason) == {"part-count": 2}
+    assert health.bytes_received == sum(len(p) for p in encode(7)) + len(b"not a message") + sum(
+        len(p) for p in encode(8)[:-1])
+    assert health.state == "live" and not receiver.running  # never started: no thread, not "stopped"
 
 
 def test_invalid_mode_and_address_in_use(make_socket, zctx) -> None:
