@@ -80,6 +80,7 @@ def test_a_fixed_address_camera_fills_history_and_frames(make_camera, make_socke
     wait_until(lambda: camera.buffer.count == 10, message="10 rows")
     health = camera.health()
     assert health.state == "live" and health.received == 10 and health.invalid == 0
+    assert camera.caught_up is not camera_module._ALWAYS and camera.caught_up.is_set()  # the receiver's, idle
     history = camera.buffer.read()
     assert history.column("pulse_id").tolist() == list(range(1, 11))
     np.testing.assert_array_equal(history.column("timestamp"), [T0 + i for i in range(1, 11)])

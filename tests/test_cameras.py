@@ -137,7 +137,7 @@ def test_fixed_cameras_are_connected_from_the_start(make_registry, make_socket) 
 
 
 def test_fixed_cameras_stay_connected_while_nobody_watches(make_registry, monkeypatch) -> None:
-    monkeypatch.setattr(camera_module, "WATCH_S", 0.05)
+    monkeypatch.setattr(camera_module, "WATCH_S", 0.3)
     registry = make_registry([simulated("sim")], grace_s=0.1)
     sim = registry.get("sim")
     wait_until(lambda: (sim.touch(), len(sim.frames.recent()) == 4)[1], message="4 recent frames while watched")
