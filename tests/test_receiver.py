@@ -477,6 +477,60 @@ def test_simulator_into_receiver(zctx, start_receiver, compression: str, dtype: 
     assert receiver.health().missed_pulses == 0
 
 
+class PeerLeavesAfterPoll:
+    """The simulator's socket, but its receiver disconnects right after a poll said "writable"."""
+
+    def __init__(self, socket: zmq.Socket, leave: Callable[[], None]) -> None:
+        self.socket, self.leave, self.armed = socket, leave, False
+
+    def poll(self, timeout: int, flags: int) -> int:
+        ready = self.socket.poll(timeout, flags)
+        if ready and self.armed:
+            self.armed = False
+            self.leave()
+        return ready
+
+    def send_multipart(self, parts: list, **kwargs: Any) -> Any:
+        return self.socket.send_multipart(parts, **kwargs)
+
+    def close(self, linger: int | None = None) -> None:
+        self.socket.close(linger=linger)
+
+
+def test_the_simulator_stops_when_its_receiver_left_between_poll_and_send(make_socket) -> None:
+    """A blocking send to a PUSH without peer never returns: stop() could not end the simulator, and
+    destroying its ZeroMQ context afterwards aborted the process."""
+    context = zmq.Context()  # its own: not destroyed under a stuck simulator (that would abort the test run)
+    simulator = Simulator(SimulatorConfig(port=0, host=LOCALHOST, delay_s=0.0, width=16, height=8, seed=1),
+                          context=context)
+    simulator.bind()
+    real = simulator._socket
+    gone = real.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    pull = make_socket(zmq.PULL)
+
+    def leave() -> None:  # in the simulator's thread, between its poll and its send
+        pull.close(0)
+        assert gone.poll(10_000), "the receiver's disconnect was not seen"
+        # Until the socket itself has dropped the peer's pipe (EVENTS processes its commands).
+        wait_until(lambda: not real.getsockopt(zmq.EVENTS) & zmq.POLLOUT, message="the pipe dropped")
+
+    wrapped = PeerLeavesAfterPoll(real, leave)
+    simulator._socket = wrapped
+    pull.connect(simulator.address)
+    simulator.start()
+    try:
+        assert pull.poll(10_000) and pull.recv_multipart()
+        wrapped.armed = True
+        wait_until(lambda: not wrapped.armed, message="the receiver left")
+    finally:
+        sent = simulator.sent
+        simulator.stop(timeout=5.0)  # closes its socket, which ends the monitoring too
+        gone.close(0)
+    assert not simulator._thread.is_alive(), "the simulator is stuck in a send"
+    context.term()
+    assert simulator.sent >= sent
+
+
 def test_oversized_messages_are_refused_and_the_stream_continues(make_socket, start_receiver) -> None:
     """A frame above max_message_bytes makes ZeroMQ drop that connection; it reconnects for the next ones."""
     sender, address = bound_sender(make_socket)
