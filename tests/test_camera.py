@@ -240,3 +240,19 @@ def test_a_camera_of_a_cam_server_pipeline(make_camera) -> None:
     assert {"beam_centroid_x_um", "beam_rms_y_um"} <= set(history.computed)
     assert {"x_center_of_mass", "intensity", "width"} <= set(history.channels)
     assert camera.frames.latest().processing_error == "" and camera.frames.latest().shape == (120, 160)
+
+
+def test_a_stopped_camera_does_not_start_again(make_camera, make_socket) -> None:
+    """stop() is final: a start that comes later (a registry's background start still on its way when
+    the registry stopped) must not leave a receiver running."""
+    sender, address = push_sender(make_socket)
+    never_started = make_camera(CameraSpec("cam", address=address))
+    never_started.stop()
+    with pytest.raises(RuntimeError, match="was stopped"):
+        never_started.start()
+    assert not never_started.running and never_started.health() is None
+    restarted = make_camera(CameraSpec("cam2", address=address)).start()
+    restarted.stop()
+    with pytest.raises(RuntimeError, match="was stopped"):
+        restarted.start()
+    assert not restarted.running

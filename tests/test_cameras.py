@@ -350,6 +350,26 @@ def test_a_silent_camera_that_did_not_move_stays(make_registry, make_socket, mon
     assert (intervals >= stalled_s * 0.9).all(), intervals
 
 
+def test_stop_while_a_camera_is_still_being_started_leaves_nothing_running(make_registry, standin,
+                                                                          monkeypatch) -> None:
+    gate, entered = threading.Event(), threading.Event()
+    start = Camera.start
+
+    def slow_start(self: Camera) -> Camera:  # the background thread, not yet at the camera's lock
+        entered.set()
+        assert gate.wait(30)
+        return start(self)
+
+    monkeypatch.setattr(Camera, "start", slow_start)
+    registry = make_registry(camserver=CamServerClient(standin.url))
+    camera = registry.watch("simulation2")
+    assert entered.wait(10)
+    registry.stop()
+    gate.set()
+    wait_until(lambda: camera.state_note != "connecting", message="the background start ended")
+    assert not camera.running and camera.health() is None
+
+
 def test_stop_ends_every_camera_and_the_maintenance(make_registry, standin) -> None:
     registry = make_registry([simulated("sim")], camserver=CamServerClient(standin.url))
     cameras = [registry.get("sim"), registry.watch("simulation2")]
