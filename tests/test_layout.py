@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import stream.layout as layout_module
+from stream.encoder import Encoder
 from stream.layout import (CALIBRATED_UNIT, STREAM_STATISTICS, Axis, AxisCache, ChannelNames, axis_from, detect,
                            pixel_axis)
 from stream.protocol import Decoder
@@ -153,9 +154,7 @@ def test_axis_cache_recomputes_only_when_the_channel_bytes_change(monkeypatch: p
     monkeypatch.setattr(layout_module, "axis_from", counting)
     cache = AxisCache()
     x_axis, y_axis = SIMULATION.axes()
-    decoder = Decoder()
-    from stream.encoder import Encoder
-    encoder = Encoder()
+    decoder, encoder = Decoder(), Encoder()
     for pulse in range(5):
         message = decoder.decode(encoder.encode(pulse, 1.0, {"x_axis": x_axis, "y_axis": y_axis}))
         ax = cache.axis(message.channels["x_axis"], x_axis.size)
