@@ -137,11 +137,12 @@ class Background:
             image.flags.writeable = False
             self._current = BackgroundImage(image, int(meta["frames"]), float(meta["taken_at"]), self.camera)
             log.info("background of %s loaded from %s", self.camera, self._path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # any unreadable file (empty, truncated zip, odd meta): the camera still starts
             self.error = f"could not load the saved background: {exc}"
             log.warning("%s (%s)", self.error, self._path)
 
 
 def _safe(name: str) -> str:
-    """A camera name as a directory name (cam_server names are like SLG-LCAM-C102)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "_"
+    """A camera name as a directory name (cam_server names are like SLG-LCAM-C102); never . or .."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "_"
+    return safe if safe.strip(".") else safe.replace(".", "_")

@@ -71,6 +71,7 @@ class Camera:
         self._simulator = Simulator(spec.simulator, context) if spec.simulator is not None else None
         self._address = spec.address
         self._lock = threading.Lock()
+        self._stopped = False  # stop() is final (see start)
         self._touched = time.monotonic()
         self.state_note = ""  # "connecting" / an error an operator should read; "" once started
         self.started_at: float | None = None
@@ -117,8 +118,11 @@ class Camera:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> "Camera":
-        """Resolve (cam_server), bind the simulator, connect. Raises zmq.ZMQError / the resolver's error."""
+        """Resolve (cam_server), bind the simulator, connect. Raises zmq.ZMQError / the resolver's error,
+        and RuntimeError after stop(): a start still on its way then must not leave a receiver running."""
         with self._lock:
+            if self._stopped:
+                raise RuntimeError(f"camera {self.name!r} was stopped")
             if self._receiver is not None:
                 return self
             address = self._address
@@ -143,6 +147,7 @@ class Camera:
 
     def stop(self, timeout: float = 1.0) -> None:
         with self._lock:
+            self._stopped = True
             parts = [part for part in (self._simulator, self._receiver) if part is not None]
             for part in parts:  # signal both first, so their poll timeouts overlap
                 part.stop(timeout=0)

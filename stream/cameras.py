@@ -40,6 +40,7 @@ class _Entry:
     camera: Camera
     failed_at: float | None = None
     starting: bool = False
+    looked_up_at: float = -float("inf")  # monotonic; the last lookup of a silent camera's address
 
 
 class CameraRegistry:
@@ -215,11 +216,13 @@ class CameraRegistry:
                 with self._lock:
                     self._entries.pop(name, None)
                 camera.stop()
-            elif camera.spec.resolve is not None and camera.running and _silent_for(camera) > RESOLVE_STALLED_S:
+            elif camera.spec.resolve is not None and camera.running and _silent_for(camera) > RESOLVE_STALLED_S \
+                    and time.monotonic() - entry.looked_up_at > RESOLVE_STALLED_S:  # not every round: REST calls
                 self._reconnect_if_moved(name, entry)
 
     def _reconnect_if_moved(self, name: str, entry: _Entry) -> None:
         """A silent cam_server camera: its instance may have been restarted on another port."""
+        entry.looked_up_at = time.monotonic()
         try:
             address = entry.camera.spec.resolve()
         except Exception as exc:

@@ -124,7 +124,7 @@ class Ingest:
                 parameters = json.loads(channel.value)
                 if isinstance(parameters, dict) and parameters.get("processing_error"):
                     error = str(parameters["processing_error"])[:500]
-            except (ValueError, BsreadError):
+            except (ValueError, RecursionError, BsreadError):  # RecursionError: absurdly nested JSON
                 pass
             self._parameters = (raw, error)
         return self._parameters[1]

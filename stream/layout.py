@@ -138,16 +138,17 @@ def axis_from(values: np.ndarray | None, length: int) -> Axis:
 
 
 class AxisCache:
-    """Calibration per axis channel, recomputed only when the channel's bytes change (they rarely do)."""
+    """Calibration per axis channel, recomputed only when the channel's bytes (they rarely do) or the
+    image length change."""
 
     def __init__(self) -> None:
-        self._raw: dict[str, bytes] = {}
+        self._raw: dict[str, tuple[bytes, int]] = {}  # the bytes and the image length it was computed for
         self._axes: dict[str, Axis] = {}
 
     def axis(self, channel: ChannelValue | None, length: int) -> Axis:
         if channel is None or channel.is_empty:
             return pixel_axis()
-        raw = bytes(channel.raw)
+        raw = (bytes(channel.raw), length)
         name = channel.spec.name
         if self._raw.get(name) != raw or name not in self._axes:
             try:

@@ -60,6 +60,7 @@ class RingBuffer:
             "timestamp": np.full(self.capacity, np.nan),
         }
         self._channels: list[str] = []
+        self._channel_names: set[str] = set()  # of self._channels, for a cheap lookup per append
         self._computed: list[str] = []
         self._ignored: set[str] = set()
         for name in computed:
@@ -85,7 +86,14 @@ class RingBuffer:
                 for name in group:
                     cols[name][index] = values.get(name, math.nan)
             for name, value in computed.items():
-                if name not in cols and self._add(name, self._computed):
+                if name not in cols:
+                    if self._add(name, self._computed):
+                        cols[name][index] = value
+                elif name in self._channel_names:  # a stream channel of that name came first: ours now
+                    self._channels.remove(name)
+                    self._channel_names.discard(name)
+                    self._computed.append(name)
+                    cols[name][:] = math.nan  # the stream's earlier values are not ours
                     cols[name][index] = value
             for name, value in channels.items():
                 if name not in cols and name not in computed and self._add(name, self._channels):
@@ -102,6 +110,8 @@ class RingBuffer:
             return False
         self._columns[name] = np.full(self.capacity, np.nan)  # earlier rows did not have it
         group.append(name)
+        if group is self._channels:
+            self._channel_names.add(name)
         return True
 
     # ------------------------------------------------------------------ reader side (any thread)

@@ -190,7 +190,10 @@ class Simulator:
                     # A PUSH with no peer would block forever; keep honouring stop() meanwhile.
                     while not self._stop.is_set():
                         if socket.poll(100, zmq.POLLOUT):
-                            socket.send_multipart(parts, copy=False)
+                            try:  # NOBLOCK: the peer may leave between poll and send (then it would block)
+                                socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                            except zmq.Again:
+                                continue
                             self.sent += 1
                             break
                 except zmq.ZMQError as exc:

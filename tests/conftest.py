@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from stream.receiver import Receiver
-from stream.ring_buffer import RingBuffer
+from tests.helpers import CameraSink
 
 
 @pytest.fixture
@@ -36,11 +36,16 @@ def make_socket(zctx: zmq.Context) -> Iterator[Callable[[int], zmq.Socket]]:
 
 @pytest.fixture
 def start_receiver(zctx: zmq.Context) -> Iterator[Callable[..., Receiver]]:
-    """Start a Receiver (with its own RingBuffer) that is stopped at teardown."""
+    """Start a Receiver that is stopped at teardown. Its sink (`receiver.sink`) is a `CameraSink`:
+    the camera's per-message work into a history of `capacity` rows and `frames` recent frames,
+    calling `on_message(message)` first for each message."""
     receivers: list[Receiver] = []
 
-    def start(address: str, capacity: int = 1000, **kwargs: Any) -> Receiver:
-        receiver = Receiver(address, RingBuffer(capacity), context=zctx, **kwargs)
+    def start(address: str, capacity: int = 1000, frames: int = 10,
+              on_message: Callable[[Any], None] | None = None, **kwargs: Any) -> Receiver:
+        sink = CameraSink(capacity, frames, on_message=on_message)
+        receiver = Receiver(address, sink, context=zctx, **kwargs)
+        sink.attach(receiver)
         receivers.append(receiver)
         return receiver.start()
 

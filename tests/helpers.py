@@ -1,4 +1,5 @@
-"""Small test utilities: deadline-based waiting, free ports, receives that fail instead of hanging."""
+"""Small test utilities: deadline-based waiting, free ports, receives that fail instead of hanging,
+messages built with the real codec, and a receiver sink doing a camera's real per-message work."""
 
 from __future__ import annotations
 
@@ -71,3 +72,39 @@ def make_message(pulse_id: int, channels: dict[str, Any], timestamp: float = 1_7
 
     parts = Encoder().encode(pulse_id, timestamp, channels, **encode_kwargs)
     return Decoder().decode(parts)
+
+
+class CameraSink:
+    """A receiver's sink doing one camera's per-message work, as the product does it.
+
+    It is `stream.camera.Camera`'s own message handler (ingest -> history row + recent frame) of a
+    camera that is never started, so receiver tests see the real pipeline. `attach(receiver)` makes
+    the receiver count the bad values the ingest finds, as a started camera's receiver does.
+    `on_message(message)`, if given, is called first with every message (it may raise).
+    """
+
+    def __init__(self, capacity: int = 1000, frames: int = 10, names: Any = None,
+                 on_message: Callable[[Any], None] | None = None) -> None:
+        from stream.camera import Camera, CameraSpec, Limits
+        from stream.layout import ChannelNames
+
+        self.camera = Camera(CameraSpec("test-camera", address="tcp://127.0.0.1:1"), names or ChannelNames(),
+                             Limits(history=capacity, frames=frames))
+        self.camera.frames.keep_recent(True)  # as while a browser watches
+        self.on_message = on_message
+
+    @property
+    def buffer(self) -> Any:
+        return self.camera.buffer
+
+    @property
+    def frames(self) -> Any:
+        return self.camera.frames
+
+    def attach(self, receiver: Any) -> None:
+        self.camera.ingest.report = receiver.count_invalid
+
+    def __call__(self, message: Any, received: float) -> None:
+        if self.on_message is not None:
+            self.on_message(message)
+        self.camera._on_message(message, received)

@@ -3,8 +3,9 @@
 Inputs: valid messages mutated byte-wise (bit flips, replaced/inserted/removed bytes, truncation, parts
 dropped/duplicated), optionally re-hashed so a mutated data header gets past the md5 check and into
 the parser; structured data headers with random types/shapes/compressions and value bytes; random JSON.
-Each input goes through Decoder.decode, every ChannelValue.value (and .rows), and Receiver.handle
-(decode + ring buffer + statistics), which must never raise at all.
+Each input goes through Decoder.decode, every ChannelValue.value (and .take_rows), and Receiver.handle
+(decode + the camera's per-message work: ingest, statistics, regions of interest, a background grab,
+history, recent frames), which must never raise at all.
 
 The examples are derandomized so the suite is repeatable; for a longer random campaign run e.g.
 `FUZZ_EXAMPLES=20000 FUZZ_RANDOM=1 python -m pytest tests/test_decoder_fuzz.py`.
@@ -29,7 +30,9 @@ from stream.encoder import Encoder
 
 from stream.protocol import TYPES, BsreadError, Decoder
 from stream.receiver import Receiver
-from stream.ring_buffer import RingBuffer
+from stream.rois import Roi
+from tests.camserver_standin import pipeline_channels
+from tests.helpers import CameraSink
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None
 FUZZ = settings(deadline=None, derandomize=not os.environ.get("FUZZ_RANDOM"), database=None,
@@ -65,6 +68,13 @@ def _bases() -> list[list[bytes]]:
     # Larger bitshuffle image with several blocks (partial row decoding has more to choose from).
     big = rng.normal(size=(64, 48)).astype(np.float32)
     bases.append(Encoder().encode(1, 1.0, {"image": big, "x": np.int8(3)}, compression="bitshuffle_lz4"))
+    # cam_server pipeline layouts (calibrated axes, profiles, fits, processing_parameters JSON), one
+    # of them reporting a processing_error: the ingest parses the parameters of both.
+    x_axis = (np.arange(16) - 8) * -35.2
+    y_axis = (np.arange(12) - 6) * -48.4
+    for parameters in ({"camera_name": "fuzz"}, {"camera_name": "fuzz", "processing_error": "no background"}):
+        channels = [(name, value) for name, value, _ in pipeline_channels(image, x_axis, y_axis, parameters, 1.0)]
+        bases.append(Encoder().encode(7, 1_700_000_000.5, channels, compression="lz4"))
     return bases
 
 
@@ -238,7 +248,12 @@ def _decode_fully(parts: list[bytes], decoder: Decoder) -> None:
 def check(parts: list[bytes], warm: bool) -> None:
     """Nothing but BsreadError from the codec, nothing at all from Receiver.handle; bounded memory."""
     decoder = Decoder()
-    receiver = Receiver("tcp://127.0.0.1:1", RingBuffer(capacity=4))  # never started: no socket
+    sink = CameraSink(capacity=4, frames=2)
+    # Regions of interest and a running background grab: the per-message work reads the image too.
+    sink.camera.rois.replace((Roi("a", 0, 3, 0, 2), Roi("b", 2, 16, 5, 12)))
+    sink.camera.background.grab(2)
+    receiver = Receiver("tcp://127.0.0.1:1", sink)  # never started: no socket
+    sink.attach(receiver)
     if warm:  # a decoder that has a header cached takes the other path through _header_for
         decoder.decode(BASES[0])
         receiver.handle(BASES[0])
@@ -246,7 +261,7 @@ def check(parts: list[bytes], warm: bool) -> None:
     try:
         _decode_fully(parts, decoder)
         receiver.handle(parts)
-        frame = receiver.buffer.latest_frame()
+        frame = sink.frames.latest()
         if frame is not None:
             try:
                 frame.image()

@@ -117,9 +117,16 @@ def test_bsread_sender_into_our_receiver(bsread_sender, start_receiver, data_com
         for name, value in data.items():
             assert_same(name, message.value(name), value)
         assert message.channels["beam_energy"].timestamp == pytest.approx(1_700_000_000 + i + 0.125, abs=1e-6)
-    # The ring buffer saw the same stream.
-    assert receiver.buffer.read().column("pulse_id").tolist() == [5000, 5001, 5002]
-    np.testing.assert_array_equal(receiver.buffer.latest_frame().image(), sent[-1]["image"])
+    # The camera's pipeline saw the same stream: history rows, scalar columns, the recent frames.
+    history = receiver.sink.buffer.read()
+    assert history.column("pulse_id").tolist() == [5000, 5001, 5002]
+    np.testing.assert_array_equal(history.column("beam_energy"), [5.0, 5.1, 5.2])
+    np.testing.assert_array_equal(history.column("count"), [1000.0, 1001.0, 1002.0])
+    np.testing.assert_array_equal(history.column("flag"), [1.0, 0.0, 1.0])
+    frames = receiver.sink.frames.recent()
+    assert [frame.pulse_id for frame in frames] == [5000, 5001, 5002]
+    for frame, data in zip(frames, sent):
+        np.testing.assert_array_equal(frame.image(), data["image"])
 
 
 def test_bsread_sender_format_change(bsread_sender, start_receiver) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import struct
+import threading
 import time
 from typing import Any, Callable
 
@@ -16,8 +17,8 @@ import zmq
 
 import stream.receiver as receiver_module
 from stream.encoder import Encoder
+from stream.protocol import Message
 from stream.receiver import PulseCounter, Receiver
-from stream.ring_buffer import RingBuffer
 from stream.simulator import BeamModel, Simulator, SimulatorConfig
 from tests.helpers import LOCALHOST, bind_retry, free_port, send_multipart, wait_until
 from tests.test_codec import MALFORMED, hand_message, stamp_bytes
@@ -37,7 +38,16 @@ def bound_sender(make_socket: Callable[[int], zmq.Socket], kind: int = zmq.PUSH)
 
 
 def pulse_ids(receiver: Receiver) -> list[int]:
-    return receiver.buffer.read().column("pulse_id").tolist()
+    return receiver.sink.buffer.read().column("pulse_id").tolist()
+
+
+def rows(receiver: Receiver) -> int:
+    """History rows the receiver's camera pipeline appended (one per received message)."""
+    return receiver.sink.buffer.count
+
+
+def ignore(message: Message, received: float) -> None:
+    pass
 
 
 # ------------------------------------------------------------------------------ pulse-id counting
@@ -105,11 +115,16 @@ def test_pull_connect_receives_every_message(make_socket, start_receiver) -> Non
     assert health.received == 20 and health.bytes_received == sizes
     assert health.invalid == 0 and health.invalid_by_reason == {}
     assert health.last_pulse_id == 20 and health.missed_pulses == 0
-    assert health.address == address and health.channels == ("beam_energy",)
+    assert health.address == address and health.receiver_restarts == 0
     assert health.last_message_age_s is not None and health.last_message_age_s >= 0
+    assert health.last_message_time is not None and abs(health.last_message_time - time.time()) < 60
     assert pulse_ids(receiver) == list(range(1, 21))
-    np.testing.assert_allclose(receiver.buffer.read().column("beam_energy"), [5.0 + i / 100 for i in range(1, 21)])
-    np.testing.assert_array_equal(receiver.buffer.latest_frame().image(), np.full((4, 6), 20, np.uint8))
+    history = receiver.sink.buffer.read()
+    assert history.channels == ("beam_energy",)
+    np.testing.assert_allclose(history.column("beam_energy"), [5.0 + i / 100 for i in range(1, 21)])
+    frame = receiver.sink.frames.latest()
+    assert frame.pulse_id == 20 and frame.seq == 19
+    np.testing.assert_array_equal(frame.image(), np.full((4, 6), 20, np.uint8))
 
 
 def test_pull_bind_receives_from_a_connecting_sender(make_socket, start_receiver) -> None:
@@ -131,7 +146,7 @@ def _send_until_received(sender: zmq.Socket, receiver: Receiver, first_pulse: in
     def one_more() -> bool:
         sender.send_multipart(encode(pulse[0]))
         pulse[0] += 1
-        return receiver.buffer.count > 0 and receiver.health().last_pulse_id is not None
+        return rows(receiver) > 0 and receiver.health().last_pulse_id is not None
 
     wait_until(one_more, interval=0.05, message="first message through PUB/SUB")
     return pulse[0]
@@ -140,10 +155,10 @@ def _send_until_received(sender: zmq.Socket, receiver: Receiver, first_pulse: in
 def _check_sub_delivery(sender: zmq.Socket, receiver: Receiver) -> None:
     next_pulse = _send_until_received(sender, receiver, first_pulse=1)
     wait_until(lambda: receiver.health().last_pulse_id == next_pulse - 1, message="in-flight messages")
-    before = receiver.buffer.count
+    before = rows(receiver)
     for pulse_id in range(1000, 1010):
         sender.send_multipart(encode(pulse_id))
-    wait_until(lambda: receiver.buffer.count == before + 10, message="10 messages after subscribing")
+    wait_until(lambda: rows(receiver) == before + 10, message="10 messages after subscribing")
     assert pulse_ids(receiver)[-10:] == list(range(1000, 1010))
 
 
@@ -161,11 +176,47 @@ def test_sub_bind_receives_from_a_connecting_publisher(make_socket, start_receiv
     _check_sub_delivery(sender, receiver)
 
 
+def test_the_sink_gets_each_message_and_its_arrival_time_in_the_receiver_thread(make_socket, zctx) -> None:
+    got: list[tuple[int, float, str]] = []
+
+    def sink(message: Message, received: float) -> None:
+        got.append((message.pulse_id, received, threading.current_thread().name))
+
+    sender, address = bound_sender(make_socket)
+    receiver = Receiver(address, sink, context=zctx).start()
+    try:
+        before = time.time()
+        for pulse_id in range(1, 6):
+            send_multipart(sender, encode(pulse_id))
+        wait_until(lambda: len(got) == 5, message="5 messages")
+        after = time.time()
+    finally:
+        receiver.stop()
+    assert [pulse_id for pulse_id, _, _ in got] == [1, 2, 3, 4, 5]
+    stamps = [received for _, received, _ in got]
+    assert before <= stamps[0] and stamps[-1] <= after and stamps == sorted(stamps)
+    assert {name for _, _, name in got} == {"bsread-receiver"}
+    assert receiver.health().last_message_time == stamps[-1]
+
+
+def test_handle_records_good_messages_and_counts_bad_ones_without_a_socket() -> None:
+    got: list[int] = []
+    receiver = Receiver("tcp://127.0.0.1:1", lambda message, received: got.append(message.pulse_id))
+    assert receiver.handle(encode(7)).pulse_id == 7
+    assert receiver.handle([b"not a message"]) is None
+    assert receiver.handle(encode(8)[:-1]) is None
+    health = receiver.health()
+    assert got == [7] and health.received == 1 and dict(health.invalid_by_reason) == {"part-count": 2}
+    assert health.bytes_received == sum(len(p) for p in encode(7)) + len(b"not a message") + sum(
+        len(p) for p in encode(8)[:-1])
+    assert health.state == "live" and not receiver.running  # never started: no thread, not "stopped"
+
+
 def test_invalid_mode_and_address_in_use(make_socket, zctx) -> None:
     with pytest.raises(ValueError):
-        Receiver("tcp://127.0.0.1:1", RingBuffer(10), mode="push")
+        Receiver("tcp://127.0.0.1:1", ignore, mode="push")
     taken, address = bound_sender(make_socket)
-    receiver = Receiver(address, RingBuffer(10), bind=True, context=zctx)
+    receiver = Receiver(address, ignore, bind=True, context=zctx)
     with pytest.raises(zmq.ZMQError):
         receiver.start()  # reported synchronously, not lost in the thread
     assert not receiver.running
@@ -221,12 +272,12 @@ def test_malformed_messages_are_counted_and_good_ones_still_received(make_socket
     health = receiver.health()
     assert dict(health.invalid_by_reason) == dict(expected)
     assert health.state == "live" and health.last_pulse_id == 1000
-    assert receiver.buffer.count == good
+    assert rows(receiver) == good
     assert health.receiver_restarts == 0
 
 
 def test_value_decoding_errors_are_counted(make_socket, start_receiver) -> None:
-    """A corrupt compressed scalar passes decode() but fails when the ring buffer reads it."""
+    """A corrupt compressed scalar passes decode() but fails when the camera's ingest reads it."""
     sender, address = bound_sender(make_socket)
     receiver = start_receiver(address)
     channels = [{"name": "good"}, {"name": "bad", "compression": "lz4"}]
@@ -236,8 +287,10 @@ def test_value_decoding_errors_are_counted(make_socket, start_receiver) -> None:
     send_multipart(sender, encode(2))
     wait_until(lambda: receiver.health().received == 2)
     health = receiver.health()
-    assert health.received == 2
+    assert health.received == 2 and rows(receiver) == 2
     assert dict(health.invalid_by_reason) == {"bad-compression": 1}
+    first = receiver.sink.buffer.read()
+    assert first.column("good")[0] == 1.0 and "bad" not in first.channels
 
 
 def test_pulse_accounting_through_the_receiver(make_socket, start_receiver) -> None:
@@ -273,14 +326,14 @@ def test_survives_sender_restart(make_socket, start_receiver, mode: str, bind: b
 
     for generation in range(3):
         sock = first if generation == 0 and not bind else sender()
-        before = receiver.buffer.count
+        before = rows(receiver)
         base = 1000 * (generation + 1)
         if mode == "sub":
             _send_until_received_after(sock, receiver, before, base)
         else:
             for i in range(3):
                 send_multipart(sock, encode(base + i))
-            wait_until(lambda: receiver.buffer.count == before + 3, message=f"generation {generation}")
+            wait_until(lambda: rows(receiver) == before + 3, message=f"generation {generation}")
             assert pulse_ids(receiver)[-3:] == [base, base + 1, base + 2]
         sock.close(0)  # the sender goes away; the next generation binds/connects afresh
     health = receiver.health()
@@ -294,7 +347,7 @@ def _send_until_received_after(sock: zmq.Socket, receiver: Receiver, before: int
         sock.send_multipart(encode(pulse[0]))
         pulse[0] += 1
         # Messages of the previous publisher may still be arriving: look for this one's pulse ids.
-        return bool((receiver.buffer.read(since=before).column("pulse_id") >= base).any())
+        return bool((receiver.sink.buffer.read(since=before).column("pulse_id") >= base).any())
 
     wait_until(one_more, interval=0.05, message="messages after the publisher restarted")
 
@@ -322,8 +375,9 @@ def test_survives_an_exception_in_its_own_loop(make_socket, start_receiver) -> N
         return len(calls) >= 3  # the callback keeps being called after its failure
 
     wait_until(sending, interval=0.02, message="messages after the restart")
-    assert receiver.running and receiver.health().receiver_restarts == 1
-    assert receiver.health().received >= 3 and calls[0] == 1
+    assert receiver.running and receiver.health().receiver_restarts == 1 and calls[0] == 1
+    # Every message but the one whose sink raised is recorded (received, and a history row).
+    wait_until(lambda: receiver.health().received == len(calls) - 1 == rows(receiver), message="counts settle")
 
 
 # -------------------------------------------------------------------------------- stop and state
@@ -346,7 +400,7 @@ def test_stop_returns_quickly_while_receiving(zctx, start_receiver) -> None:
     receiver = start_receiver(simulator.address)
     simulator.start()
     try:
-        wait_until(lambda: receiver.buffer.count >= 10, message="stream flowing")
+        wait_until(lambda: rows(receiver) >= 10, message="stream flowing")
         started = time.monotonic()
         receiver.stop()
         assert time.monotonic() - started < 1.5
@@ -423,6 +477,60 @@ def test_simulator_into_receiver(zctx, start_receiver, compression: str, dtype: 
     assert receiver.health().missed_pulses == 0
 
 
+class PeerLeavesAfterPoll:
+    """The simulator's socket, but its receiver disconnects right after a poll said "writable"."""
+
+    def __init__(self, socket: zmq.Socket, leave: Callable[[], None]) -> None:
+        self.socket, self.leave, self.armed = socket, leave, False
+
+    def poll(self, timeout: int, flags: int) -> int:
+        ready = self.socket.poll(timeout, flags)
+        if ready and self.armed:
+            self.armed = False
+            self.leave()
+        return ready
+
+    def send_multipart(self, parts: list, **kwargs: Any) -> Any:
+        return self.socket.send_multipart(parts, **kwargs)
+
+    def close(self, linger: int | None = None) -> None:
+        self.socket.close(linger=linger)
+
+
+def test_the_simulator_stops_when_its_receiver_left_between_poll_and_send(make_socket) -> None:
+    """A blocking send to a PUSH without peer never returns: stop() could not end the simulator, and
+    destroying its ZeroMQ context afterwards aborted the process."""
+    context = zmq.Context()  # its own: not destroyed under a stuck simulator (that would abort the test run)
+    simulator = Simulator(SimulatorConfig(port=0, host=LOCALHOST, delay_s=0.0, width=16, height=8, seed=1),
+                          context=context)
+    simulator.bind()
+    real = simulator._socket
+    gone = real.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    pull = make_socket(zmq.PULL)
+
+    def leave() -> None:  # in the simulator's thread, between its poll and its send
+        pull.close(0)
+        assert gone.poll(10_000), "the receiver's disconnect was not seen"
+        # Until the socket itself has dropped the peer's pipe (EVENTS processes its commands).
+        wait_until(lambda: not real.getsockopt(zmq.EVENTS) & zmq.POLLOUT, message="the pipe dropped")
+
+    wrapped = PeerLeavesAfterPoll(real, leave)
+    simulator._socket = wrapped
+    pull.connect(simulator.address)
+    simulator.start()
+    try:
+        assert pull.poll(10_000) and pull.recv_multipart()
+        wrapped.armed = True
+        wait_until(lambda: not wrapped.armed, message="the receiver left")
+    finally:
+        sent = simulator.sent
+        simulator.stop(timeout=5.0)  # closes its socket, which ends the monitoring too
+        gone.close(0)
+    assert not simulator._thread.is_alive(), "the simulator is stuck in a send"
+    context.term()
+    assert simulator.sent >= sent
+
+
 def test_oversized_messages_are_refused_and_the_stream_continues(make_socket, start_receiver) -> None:
     """A frame above max_message_bytes makes ZeroMQ drop that connection; it reconnects for the next ones."""
     sender, address = bound_sender(make_socket)
@@ -433,11 +541,11 @@ def test_oversized_messages_are_refused_and_the_stream_continues(make_socket, st
     def sending_small() -> bool:
         send_multipart(sender, encode(pulse[0]))
         pulse[0] += 1
-        return receiver.buffer.count >= 3
+        return rows(receiver) >= 3
 
     wait_until(sending_small, interval=0.02, message="small messages after an oversized one")
     assert 1 not in pulse_ids(receiver)
-    assert receiver.buffer.latest_frame() is None
+    assert receiver.sink.frames.latest() is None
     assert receiver.health().receiver_restarts == 0
 
 
@@ -460,7 +568,7 @@ def test_reconnects_after_a_failed_handshake(make_socket, start_receiver) -> Non
         if sender.poll(0, zmq.POLLOUT):  # only once connected: a PUSH without peer would block
             sender.send_multipart(encode(pulse[0]))
             pulse[0] += 1
-        return receiver.buffer.count >= 3
+        return rows(receiver) >= 3
 
     wait_until(sending, interval=0.02, message="messages from the real sender")
     assert receiver.health().receiver_restarts == 0

@@ -1,38 +1,31 @@
-"""Ring buffer: wrap-around, late channels, incremental reads, immutable snapshots, latest frame only,
-and beam statistics (from profiles and from the image)."""
+"""Ring buffer, the columnar history: wrap-around at every fill level, late and bounded columns, channel
+and computed column groups, incremental and windowed reads, binary search by time, immutable snapshots,
+and one writer with concurrent readers."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import struct
 import sys
+import threading
 
 import numpy as np
 import pytest
 
 import stream.ring_buffer as ring_buffer
-from stream.protocol import BsreadError, Decoder
-from stream.ring_buffer import STATS_COLUMNS, RingBuffer, beam_statistics, image_statistics
-from tests.helpers import make_message
-from tests.test_codec import hand_message, lz4_frame, stamp_bytes
+from stream.ring_buffer import BOOKKEEPING, RingBuffer
 
 T0 = 1_700_000_000.0
-# Our names for the statistics columns, mapped to whatever the buffer calls them.
-INTENSITY, CENTROID_X, CENTROID_Y, RMS_X, RMS_Y = STATS_COLUMNS
 
 
-def gaussian_spot(width: int, height: int, cx: float, cy: float, sx: float, sy: float, noise: float = 0.05,
-                  seed: int = 0) -> np.ndarray:
-    x = np.arange(width, dtype=np.float64)
-    y = np.arange(height, dtype=np.float64)
-    image = np.outer(np.exp(-0.5 * ((y - cy) / sy) ** 2), np.exp(-0.5 * ((x - cx) / sx) ** 2))
-    return image + np.random.default_rng(seed).uniform(0.0, noise, size=(height, width))
+def fill(buffer: RingBuffer, count: int, first_pulse: int = 100, first_value: int = 0, dt: float = 1.0) -> None:
+    """`count` rows: pulse first_pulse + i at T0 + (first_value + i) * dt with energy first_value + i."""
+    for i in range(first_value, first_value + count):
+        buffer.append(first_pulse + i - first_value, T0 + i * dt, {"beam_energy": float(i)}, {"beam_x": -float(i)})
 
 
-def append_energies(buffer: RingBuffer, values: list[float], first_pulse: int = 100) -> None:
-    for i, value in enumerate(values):
-        buffer.append(make_message(first_pulse + i, {"beam_energy": value}, timestamp=T0 + i))
+def seqs(history) -> list[int]:
+    return history.column("seq").tolist()
 
 
 # ---------------------------------------------------------------------------------- wrap-around
@@ -40,27 +33,30 @@ def append_energies(buffer: RingBuffer, values: list[float], first_pulse: int = 
 
 def test_wrap_around_keeps_the_newest_rows_in_order() -> None:
     buffer = RingBuffer(capacity=5)
-    append_energies(buffer, [float(i) for i in range(12)])
+    fill(buffer, 12)
     assert buffer.count == 12
     history = buffer.read()
     assert (history.start, history.end, len(history)) == (7, 12, 5)
-    np.testing.assert_array_equal(history.column("seq"), [7, 8, 9, 10, 11])
-    np.testing.assert_array_equal(history.column("pulse_id"), [107, 108, 109, 110, 111])
+    assert seqs(history) == [7, 8, 9, 10, 11]
+    assert history.column("pulse_id").tolist() == [107, 108, 109, 110, 111]
     np.testing.assert_array_equal(history.column("beam_energy"), [7.0, 8.0, 9.0, 10.0, 11.0])
-    np.testing.assert_allclose(history.column("timestamp"), [T0 + i for i in range(7, 12)])
+    np.testing.assert_array_equal(history.column("beam_x"), [-7.0, -8.0, -9.0, -10.0, -11.0])
+    np.testing.assert_array_equal(history.column("timestamp"), [T0 + i for i in range(7, 12)])
 
 
-@pytest.mark.parametrize("appended", [1, 4, 5, 6, 10, 11, 23])
+@pytest.mark.parametrize("appended", [0, 1, 4, 5, 6, 9, 10, 11, 23])
 def test_read_is_correct_at_every_fill_level(appended: int) -> None:
     capacity = 5
     buffer = RingBuffer(capacity=capacity)
-    append_energies(buffer, [float(i) for i in range(appended)])
+    fill(buffer, appended)
     history = buffer.read()
     expected = list(range(max(0, appended - capacity), appended))
-    np.testing.assert_array_equal(history.column("seq"), expected)
-    np.testing.assert_array_equal(history.column("beam_energy"), [float(i) for i in expected])
+    assert seqs(history) == expected and (history.start, history.end) == (expected[0] if expected else 0, appended)
+    np.testing.assert_array_equal(history.column("beam_energy") if appended else [], [float(i) for i in expected])
     for name, column in history.columns.items():
         assert len(column) == len(expected), name
+    # The append returned each row's sequence number.
+    assert buffer.append(1, T0, {}) == appended
 
 
 def test_capacity_must_be_at_least_two() -> None:
@@ -68,101 +64,110 @@ def test_capacity_must_be_at_least_two() -> None:
         RingBuffer(capacity=1)
 
 
-# ------------------------------------------------------------------------------- late channels
+def test_pulse_ids_beyond_int64_are_marked_not_wrapped() -> None:
+    buffer = RingBuffer(capacity=4)
+    buffer.append(2**63 - 1, T0, {})
+    buffer.append(2**64 - 1, T0, {})  # a uint64 pulse id that int64 cannot hold
+    buffer.append(15_000_000_000, T0, {})  # SwissFEL-sized: exact
+    assert buffer.read().column("pulse_id").tolist() == [2**63 - 1, -1, 15_000_000_000]
 
 
-def test_late_channel_gets_nan_for_earlier_rows() -> None:
+# ------------------------------------------------------------------------------- column groups
+
+
+def test_late_columns_get_nan_for_earlier_rows() -> None:
     buffer = RingBuffer(capacity=100)
     for i in range(3):
-        buffer.append(make_message(i, {"beam_energy": 5.0 + i}))
+        buffer.append(i, T0 + i, {"beam_energy": 5.0 + i})
     for i in range(3, 6):
-        buffer.append(make_message(i, {"beam_energy": 5.0 + i, "charge": 200.0 + i}))
-    buffer.append(make_message(6, {"beam_energy": 11.0}))  # charge missing again
-    assert buffer.scalar_channels == ("beam_energy", "charge")
+        buffer.append(i, T0 + i, {"beam_energy": 5.0 + i, "charge": 200.0 + i}, {"roi_a_sum": 10.0 * i})
+    buffer.append(6, T0 + 6, {"beam_energy": 11.0})  # both missing again
+    assert buffer.channels == ("beam_energy", "charge") and buffer.computed == ("roi_a_sum",)
     history = buffer.read()
-    charge = history.column("charge")
-    assert np.isnan(charge[:3]).all()
-    np.testing.assert_array_equal(charge[3:6], [203.0, 204.0, 205.0])
-    assert np.isnan(charge[6])
+    for name, values in (("charge", [203.0, 204.0, 205.0]), ("roi_a_sum", [30.0, 40.0, 50.0])):
+        column = history.column(name)
+        assert np.isnan(column[:3]).all() and np.isnan(column[6]), name
+        np.testing.assert_array_equal(column[3:6], values)
     np.testing.assert_array_equal(history.column("beam_energy"), [5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])
-    assert history.scalar_channels == ("beam_energy", "charge")
+    assert history.channels == ("beam_energy", "charge") and history.computed == ("roi_a_sum",)
+    assert history.names == ("beam_energy", "charge", "roi_a_sum")
 
 
-def test_late_channel_after_wrap_around() -> None:
+def test_late_column_after_wrap_around() -> None:
     buffer = RingBuffer(capacity=4)
-    append_energies(buffer, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    buffer.append(make_message(7, {"beam_energy": 7.0, "charge": 1.5}))
+    fill(buffer, 6)
+    buffer.append(7, T0 + 7, {"beam_energy": 7.0, "charge": 1.5})
     history = buffer.read()
-    np.testing.assert_array_equal(history.column("seq"), [3, 4, 5, 6])
+    assert seqs(history) == [3, 4, 5, 6]
     assert np.isnan(history.column("charge")[:3]).all() and history.column("charge")[3] == 1.5
+    assert np.isnan(history.column("beam_x")[3])  # a computed column missing from this row
 
 
-def test_empty_scalar_value_is_nan_and_arrays_strings_are_not_columns() -> None:
-    buffer = RingBuffer(capacity=10)
-    buffer.append(make_message(1, {"beam_energy": 5.1, "profile": np.ones(8), "note": "hello"}))
-    buffer.append(make_message(2, {"beam_energy": None, "profile": np.ones(8), "note": "hello"}))
-    assert buffer.scalar_channels == ("beam_energy",)
-    energy = buffer.read().column("beam_energy")
-    assert energy[0] == 5.1 and np.isnan(energy[1])
-
-
-def test_reserved_names_do_not_overwrite_bookkeeping_columns() -> None:
-    buffer = RingBuffer(capacity=10)
-    channels = {"pulse_id": 1.0, "timestamp": 2.0, "seq": 3.0, "x": 5.0}
-    channels.update({name: 4.0 for name in STATS_COLUMNS})
-    buffer.append(make_message(77, channels, timestamp=T0))
+def test_computed_columns_registered_up_front_keep_their_order() -> None:
+    buffer = RingBuffer(capacity=10, computed=("beam_b", "beam_a"))
+    assert buffer.computed == ("beam_b", "beam_a") and buffer.channels == ()
+    empty = buffer.read()
+    assert set(empty.columns) == set(BOOKKEEPING) | {"beam_b", "beam_a"} and len(empty) == 0
+    buffer.append(1, T0, {"z": 1.0}, {"beam_a": 2.0, "beam_c": 3.0})
     history = buffer.read()
-    assert history.column("pulse_id")[0] == 77
-    assert history.column("timestamp")[0] == T0
-    assert history.column("seq")[0] == 0
-    for name in STATS_COLUMNS:
-        assert np.isnan(history.column(name)[0])  # no image/profiles: statistics are NaN
-    assert buffer.scalar_channels == ("x",)
+    assert history.computed == ("beam_b", "beam_a", "beam_c") and history.channels == ("z",)
+    assert np.isnan(history.column("beam_b")[0]) and history.column("beam_a")[0] == 2.0
 
 
-def test_number_of_scalar_channels_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ring_buffer, "MAX_SCALAR_CHANNELS", 3)
+def test_computed_names_win_over_stream_channels_of_the_same_name() -> None:
+    buffer = RingBuffer(capacity=10, computed=("beam_centroid_x",))
+    buffer.append(1, T0, {"beam_centroid_x": 99.0, "beam_new": 98.0, "e": 1.0},
+                  {"beam_centroid_x": 1.0, "beam_new": 2.0})
+    buffer.append(2, T0, {"beam_centroid_x": 99.0, "beam_new": 98.0, "e": 1.0}, {})  # ours missing: NaN
+    history = buffer.read()
+    assert history.channels == ("e",) and history.computed == ("beam_centroid_x", "beam_new")
+    np.testing.assert_array_equal(history.column("beam_centroid_x"), [1.0, np.nan])
+    np.testing.assert_array_equal(history.column("beam_new"), [2.0, np.nan])
+
+
+def test_computed_column_wins_over_a_stream_channel_seen_first() -> None:
+    """A stream channel may carry the name of a column computed only later (an ROI set by an operator):
+    from then on the column is ours; the stream's earlier values are not passed off as ours."""
     buffer = RingBuffer(capacity=10)
-    buffer.append(make_message(1, {f"ch{i}": float(i) for i in range(5)}))
-    buffer.append(make_message(2, {f"ch{i}": float(i) for i in range(6)}))
-    assert buffer.scalar_channels == ("ch0", "ch1", "ch2")
-    assert set(buffer.read().columns) >= {"ch0", "ch1", "ch2"}
-    assert not {"ch3", "ch4", "ch5"} & set(buffer.read().columns)
+    buffer.append(1, T0, {"roi_a_sum": 99.0, "e": 1.0})
+    buffer.append(2, T0, {"roi_a_sum": 99.0, "e": 2.0}, {"roi_a_sum": 5.0})
+    buffer.append(3, T0, {"roi_a_sum": 99.0, "e": 3.0}, {"roi_a_sum": 6.0})
+    history = buffer.read()
+    assert history.channels == ("e",) and history.computed == ("roi_a_sum",)
+    np.testing.assert_array_equal(history.column("roi_a_sum"), [np.nan, 5.0, 6.0])
+    np.testing.assert_array_equal(history.column("e"), [1.0, 2.0, 3.0])
 
 
-def test_non_finite_values_are_kept_as_gaps_and_counted() -> None:
+def test_bookkeeping_names_are_refused_as_columns() -> None:
+    buffer = RingBuffer(capacity=10, computed=("seq", "beam_x"))
+    buffer.append(77, T0, {"pulse_id": 1.0, "timestamp": 2.0, "seq": 3.0, "x": 5.0},
+                  {"seq": 4.0, "pulse_id": 5.0, "timestamp": 6.0})
+    history = buffer.read()
+    assert history.column("pulse_id").tolist() == [77] and history.column("timestamp").tolist() == [T0]
+    assert history.column("seq").tolist() == [0]
+    assert history.channels == ("x",) and history.computed == ("beam_x",)
+    assert history.column("pulse_id").dtype == np.int64 and history.column("seq").dtype == np.int64
+
+
+def test_number_of_columns_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ring_buffer, "MAX_COLUMNS", 4)
+    buffer = RingBuffer(capacity=10, computed=("beam_a",))
+    buffer.append(1, T0, {f"ch{i}": float(i) for i in range(5)}, {"beam_b": 1.0})
+    buffer.append(2, T0, {f"ch{i}": float(i) for i in range(6)}, {"beam_b": 2.0, "beam_c": 3.0})
+    assert len(buffer.channels) + len(buffer.computed) == 4
+    assert buffer.computed == ("beam_a", "beam_b") and buffer.channels == ("ch0", "ch1")
+    history = buffer.read()
+    assert set(history.columns) == set(BOOKKEEPING) | {"beam_a", "beam_b", "ch0", "ch1"}
+    np.testing.assert_array_equal(history.column("ch1"), [1.0, 1.0])
+
+
+def test_values_are_stored_as_float64() -> None:
     buffer = RingBuffer(capacity=10)
-    for i, value in enumerate([1.0, math.inf, math.nan, 2.0]):
-        buffer.append(make_message(i, {"e": value}))
-    column = buffer.read().column("e")
-    assert column[0] == 1.0 and np.isnan(column[1]) and np.isnan(column[2]) and column[3] == 2.0
-    assert buffer.nonfinite_values == 2
-
-
-def test_integer_and_bool_scalars_become_float_columns() -> None:
-    buffer = RingBuffer(capacity=10)
-    buffer.append(make_message(1, {"size": np.int64(640), "flag": np.bool_(True), "big": np.uint64(2**53)}))
+    buffer.append(1, T0, {"size": 640, "flag": True, "big": float(2**53), "nan": math.nan})
     history = buffer.read()
     assert history.column("size")[0] == 640.0 and history.column("flag")[0] == 1.0
-    assert history.column("big")[0] == float(2**53)
-
-
-def test_corrupt_scalar_is_reported_and_skipped() -> None:
-    reported: list[BsreadError] = []
-    buffer = RingBuffer(capacity=10, on_bad_value=reported.append)
-    channels = [{"name": "good"}, {"name": "bad", "compression": "lz4"}]
-    parts = hand_message(channels, [struct.pack("<d", 1.0), stamp_bytes(),
-                                    struct.pack("<I", 8) + b"\xff" * 5, stamp_bytes()])
-    buffer.append(Decoder().decode(parts))
-    assert [e.reason for e in reported] == ["bad-compression"]
-    assert buffer.count == 1
-    assert buffer.read().column("good")[0] == 1.0
-    assert "bad" not in buffer.scalar_channels
-
-    ok = hand_message(channels, [struct.pack("<d", 2.0), stamp_bytes(), lz4_frame(struct.pack("<d", 3.0)),
-                                 stamp_bytes()])
-    buffer.append(Decoder().decode(ok))
-    np.testing.assert_array_equal(buffer.read(since=1).column("bad"), [3.0])
+    assert history.column("big")[0] == float(2**53) and np.isnan(history.column("nan")[0])
+    assert all(history.column(name).dtype == np.float64 for name in history.names)
 
 
 # ---------------------------------------------------------------------------- incremental reads
@@ -170,15 +175,14 @@ def test_corrupt_scalar_is_reported_and_skipped() -> None:
 
 def test_read_since_returns_only_newer_rows() -> None:
     buffer = RingBuffer(capacity=100)
-    append_energies(buffer, [1.0, 2.0, 3.0])
+    fill(buffer, 3)
     first = buffer.read()
     assert first.end == 3
-    append_energies(buffer, [4.0, 5.0], first_pulse=200)
+    fill(buffer, 2, first_pulse=200, first_value=3)
     newer = buffer.read(since=first.end)
-    assert (newer.start, newer.end) == (3, 5)
-    np.testing.assert_array_equal(newer.column("seq"), [3, 4])
-    np.testing.assert_array_equal(newer.column("beam_energy"), [4.0, 5.0])
-    np.testing.assert_array_equal(newer.column("pulse_id"), [200, 201])
+    assert (newer.start, newer.end) == (3, 5) and seqs(newer) == [3, 4]
+    np.testing.assert_array_equal(newer.column("beam_energy"), [3.0, 4.0])
+    assert newer.column("pulse_id").tolist() == [200, 201]
     nothing = buffer.read(since=newer.end)
     assert len(nothing) == 0 and nothing.start == nothing.end == 5
     assert all(len(column) == 0 for column in nothing.columns.values())
@@ -186,34 +190,105 @@ def test_read_since_returns_only_newer_rows() -> None:
 
 def test_read_since_older_than_the_buffer_returns_what_is_left() -> None:
     buffer = RingBuffer(capacity=4)
-    append_energies(buffer, [float(i) for i in range(10)])
+    fill(buffer, 10)
     history = buffer.read(since=2)
-    assert history.start == 6
-    np.testing.assert_array_equal(history.column("seq"), [6, 7, 8, 9])
+    assert history.start == 6 and seqs(history) == [6, 7, 8, 9]
+    assert seqs(buffer.read(since=-5)) == [6, 7, 8, 9]
 
 
 def test_read_since_from_the_future_is_empty() -> None:
-    """A client may hold a sequence number from before a server restart; that must not break reads."""
+    """A browser may hold a sequence number from before a server restart; that must not break reads."""
     buffer = RingBuffer(capacity=10)
-    append_energies(buffer, [1.0, 2.0])
+    fill(buffer, 2)
     history = buffer.read(since=50)
-    assert len(history) == 0
-    assert history.start <= history.end == 2
+    assert len(history) == 0 and history.start <= history.end == 2
     assert all(len(column) == 0 for column in history.columns.values())
 
 
-def test_read_max_rows_and_newer_than() -> None:
+def test_read_max_rows_newer_than_and_their_combination() -> None:
     buffer = RingBuffer(capacity=100)
-    append_energies(buffer, [float(i) for i in range(10)])
+    fill(buffer, 10)
     last3 = buffer.read(max_rows=3)
     np.testing.assert_array_equal(last3.column("beam_energy"), [7.0, 8.0, 9.0])
     assert last3.start == 7
+    assert len(buffer.read(max_rows=0)) == 0 and len(buffer.read(max_rows=1000)) == 10
     recent = buffer.read(newer_than=T0 + 6.5)
-    np.testing.assert_array_equal(recent.column("seq"), [7, 8, 9])
-    assert recent.start == 7 and len(recent) == 3
+    assert seqs(recent) == [7, 8, 9] and recent.start == 7 and len(recent) == 3
+    assert seqs(buffer.read(newer_than=T0 + 7)) == [7, 8, 9]  # at or after
     assert len(buffer.read(newer_than=T0 + 100)) == 0
-    combined = buffer.read(since=8, newer_than=T0)
-    np.testing.assert_array_equal(combined.column("seq"), [8, 9])
+    assert seqs(buffer.read(since=8, newer_than=T0)) == [8, 9]
+    assert seqs(buffer.read(since=2, max_rows=5, newer_than=T0 + 6)) == [6, 7, 8, 9]
+
+
+def test_read_only_copies_just_the_asked_columns() -> None:
+    buffer = RingBuffer(capacity=10, computed=("beam_x",))
+    fill(buffer, 3)
+    buffer.append(9, T0 + 9, {"beam_energy": 1.0, "charge": 2.0}, {"beam_x": 3.0})
+    history = buffer.read(only=["charge", "beam_x", "no_such_column"])
+    assert set(history.columns) == set(BOOKKEEPING) | {"charge", "beam_x"}
+    assert history.channels == ("beam_energy", "charge")  # the groups still describe the whole buffer
+    np.testing.assert_array_equal(history.column("charge"), [np.nan, np.nan, np.nan, 2.0])
+    assert set(buffer.read(only=()).columns) == set(BOOKKEEPING)
+    assert set(buffer.window(2.0, only={"beam_energy"}).columns) == set(BOOKKEEPING) | {"beam_energy"}
+
+
+# -------------------------------------------------------------------------- windows and time search
+
+
+def test_window_holds_the_rows_within_seconds_of_the_newest_pulse() -> None:
+    buffer = RingBuffer(capacity=100)
+    fill(buffer, 10, dt=0.5)  # T0 ... T0 + 4.5
+    assert seqs(buffer.window(1.0)) == [7, 8, 9]  # T0 + 3.5 and later
+    assert seqs(buffer.window(0.0)) == [9]
+    assert seqs(buffer.window(1000.0)) == list(range(10))
+    assert seqs(buffer.window(None)) == list(range(10))
+
+
+def test_window_after_wrap_around() -> None:
+    buffer = RingBuffer(capacity=8)
+    fill(buffer, 20)
+    assert seqs(buffer.window(2.5)) == [17, 18, 19]
+    assert seqs(buffer.window(100.0)) == list(range(12, 20))  # only what is still kept
+
+
+def test_empty_buffer_reads_windows_and_times() -> None:
+    buffer = RingBuffer(capacity=5, computed=("beam_x",))
+    for history in (buffer.read(), buffer.window(10.0), buffer.window(None), buffer.newest(),
+                    buffer.read(since=3, max_rows=2, newer_than=T0)):
+        assert len(history) == 0 and history.end == 0
+        assert all(len(column) == 0 for column in history.columns.values())
+    assert math.isnan(buffer.newest_time()) and math.isnan(buffer.oldest_time())
+    assert buffer.seq_at_time(T0) == 0 and buffer.count == 0
+
+
+def test_newest_and_times() -> None:
+    buffer = RingBuffer(capacity=4)
+    fill(buffer, 1)
+    assert seqs(buffer.newest()) == [0] and buffer.newest_time() == buffer.oldest_time() == T0
+    fill(buffer, 9, first_pulse=101, first_value=1)
+    newest = buffer.newest()
+    assert seqs(newest) == [9] and newest.column("beam_energy").tolist() == [9.0]
+    assert buffer.newest_time() == T0 + 9 and buffer.oldest_time() == T0 + 6
+
+
+@pytest.mark.parametrize("appended", [1, 3, 7, 8, 9, 15, 16, 17, 40])
+def test_seq_at_time_is_the_first_kept_row_at_or_after(appended: int) -> None:
+    capacity = 8
+    buffer = RingBuffer(capacity=capacity)
+    fill(buffer, appended, dt=0.1)
+    oldest = max(0, appended - capacity)
+    times = T0 + np.arange(appended) * 0.1
+    for probe in [T0 - 1e6, T0 - 0.05, *(times - 0.05), *times, *(times + 0.05), T0 + 1e6]:
+        kept = [seq for seq in range(oldest, appended) if times[seq] >= probe]
+        assert buffer.seq_at_time(probe) == (kept[0] if kept else appended), probe
+
+
+def test_seq_at_time_with_equal_times_finds_the_first() -> None:
+    buffer = RingBuffer(capacity=10)
+    for i, stamp in enumerate([1.0, 2.0, 2.0, 2.0, 3.0, 3.0]):
+        buffer.append(i, T0 + stamp, {})
+    assert buffer.seq_at_time(T0 + 2.0) == 1 and buffer.seq_at_time(T0 + 3.0) == 4
+    assert buffer.seq_at_time(T0 + 2.5) == 4
 
 
 # ---------------------------------------------------------------------------- snapshot immutability
@@ -221,175 +296,77 @@ def test_read_max_rows_and_newer_than() -> None:
 
 def test_snapshots_are_read_only_and_unaffected_by_later_appends() -> None:
     buffer = RingBuffer(capacity=3)
-    append_energies(buffer, [1.0, 2.0, 3.0])
-    snapshot = buffer.read()
-    before = {name: column.copy() for name, column in snapshot.columns.items()}
-    for column in snapshot.columns.values():
-        assert not column.flags.writeable
-        with pytest.raises(ValueError):
-            column[0] = 99
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        snapshot.end = 0  # type: ignore[misc]
+    fill(buffer, 3)
+    snapshots = [buffer.read(), buffer.read(newer_than=T0 + 1), buffer.window(1.0), buffer.newest(),
+                 buffer.read(only=["beam_x"])]
+    before = [{name: column.copy() for name, column in s.columns.items()} for s in snapshots]
+    for snapshot in snapshots:
+        for column in snapshot.columns.values():
+            assert not column.flags.writeable
+            with pytest.raises(ValueError):
+                column[...] = 99
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            snapshot.end = 0  # type: ignore[misc]
 
-    append_energies(buffer, [4.0, 5.0, 6.0, 7.0], first_pulse=500)  # overwrites every slot
-    buffer.append(make_message(9, {"beam_energy": 8.0, "late": 1.0}))
-    for name, column in before.items():
-        np.testing.assert_array_equal(snapshot.columns[name], column)
-    assert "late" not in snapshot.columns and snapshot.scalar_channels == ("beam_energy",)
-    np.testing.assert_array_equal(buffer.read().column("beam_energy"), [6.0, 7.0, 8.0])
-
-
-def test_snapshot_filtered_by_time_is_read_only_too() -> None:
-    buffer = RingBuffer(capacity=10)
-    append_energies(buffer, [1.0, 2.0, 3.0])
-    for column in buffer.read(newer_than=T0 + 1).columns.values():
-        assert not column.flags.writeable
+    fill(buffer, 4, first_pulse=500, first_value=3)  # overwrites every slot
+    buffer.append(9, T0 + 9, {"beam_energy": 8.0, "late": 1.0}, {"beam_late": 2.0})
+    for snapshot, columns in zip(snapshots, before):
+        for name, column in columns.items():
+            np.testing.assert_array_equal(snapshot.columns[name], column)
+        assert "late" not in snapshot.columns and snapshot.channels == ("beam_energy",)
+        assert snapshot.computed == ("beam_x",)
+    np.testing.assert_array_equal(buffer.read().column("beam_energy"), [5.0, 6.0, 8.0])
 
 
-# ------------------------------------------------------------------------------------ latest frame
+def test_snapshot_columns_do_not_share_memory_with_the_buffer() -> None:
+    buffer = RingBuffer(capacity=6)
+    fill(buffer, 9)  # wrapped: the history is two pieces of the ring
+    for history in (buffer.read(), buffer.read(since=7)):
+        for column in history.columns.values():
+            for storage in buffer._columns.values():
+                assert not np.shares_memory(column, storage)
 
 
-def test_only_the_latest_frame_is_kept() -> None:
-    buffer = RingBuffer(capacity=10)
-    assert buffer.latest_frame() is None
-    images = [np.full((6, 8), i, dtype=np.uint16) for i in range(3)]
-    for i, image in enumerate(images):
-        buffer.append(make_message(10 + i, {"image": image}, timestamp=T0 + i), received=T0 + i + 0.5)
-    frame = buffer.latest_frame()
-    assert frame is not None
-    assert (frame.seq, frame.pulse_id, frame.timestamp, frame.received) == (2, 12, T0 + 2, T0 + 2.5)
-    assert frame.shape == (6, 8)
-    np.testing.assert_array_equal(frame.image(), images[2])
-    assert not frame.image().flags.writeable
-    # Only one frame is referenced by the buffer, whatever its history length.
-    frames = [v for v in vars(buffer).values() if isinstance(v, ring_buffer.Frame)]
-    assert frames == [frame]
-
-    buffer.append(make_message(20, {"beam_energy": 5.0}))  # no image: the frame stays
-    assert buffer.latest_frame() is frame
-    buffer.append(make_message(21, {"image": None}))  # empty image: the frame stays
-    assert buffer.latest_frame() is frame
-
-
-def test_frame_is_zero_copy_and_lazy() -> None:
-    image = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64)
-    buffer = RingBuffer(capacity=10)
-    message = make_message(1, {"image": image})
-    buffer.append(message)
-    assert buffer.latest_frame().channel is message.channels["image"]
-    assert np.shares_memory(buffer.latest_frame().image(), message.channels["image"].value)
-
-
-def test_non_2d_image_channel_is_not_a_frame() -> None:
-    buffer = RingBuffer(capacity=10)
-    buffer.append(make_message(1, {"image": np.ones(16)}))
-    assert buffer.latest_frame() is None
-
-
-# ------------------------------------------------------------------------------- beam statistics
-
-CX, CY, SX, SY = 300.3, 200.7, 10.0, 8.0
-
-
-def test_beam_statistics_from_profiles() -> None:
-    image = gaussian_spot(640, 480, CX, CY, SX, SY)
-    intensity, cx, cy, rx, ry = beam_statistics(image.sum(axis=0), image.sum(axis=1))
-    assert cx == pytest.approx(CX, abs=0.3) and cy == pytest.approx(CY, abs=0.3)
-    assert rx == pytest.approx(SX, rel=0.1) and ry == pytest.approx(SY, rel=0.1)
-    assert intensity == pytest.approx(2 * math.pi * SX * SY, rel=0.1)  # background removed
-
-
-def test_image_statistics_on_a_strided_subsample() -> None:
-    image = gaussian_spot(1600, 1200, 812.4, 533.2, 25.0, 20.0)  # larger than STATS_SAMPLES: subsampled
-    intensity, cx, cy, rx, ry = image_statistics(image)
-    assert cx == pytest.approx(812.4, abs=1.0) and cy == pytest.approx(533.2, abs=1.0)
-    assert rx == pytest.approx(25.0, rel=0.15) and ry == pytest.approx(20.0, rel=0.15)
-    assert intensity == pytest.approx(2 * math.pi * 25.0 * 20.0, rel=0.15)
-
-
-def test_statistics_of_degenerate_inputs_are_nan() -> None:
-    assert all(math.isnan(v) for v in image_statistics(np.zeros(5)))
-    assert all(math.isnan(v) for v in image_statistics(np.zeros((0, 4))))
-    _, cx, cy, rx, ry = beam_statistics(np.zeros(10), np.zeros(10))
-    assert all(math.isnan(v) for v in (cx, cy, rx, ry))
-    _, cx, *_ = beam_statistics(np.full(8, np.nan), np.ones(8))
-    assert math.isnan(cx)
-
-
-def _stats(history) -> dict[str, float]:
-    names = ("intensity", "centroid_x", "centroid_y", "rms_x", "rms_y")
-    return {short: float(history.column(name)[-1]) for short, name in zip(names, STATS_COLUMNS)}
-
-
-def test_buffer_statistics_use_profiles_when_present() -> None:
-    """Profiles (cheap) win over the image: make them disagree and see which one is used."""
-    image = gaussian_spot(640, 480, 100.0, 100.0, SX, SY)  # spot at (100, 100) in the image ...
-    elsewhere = gaussian_spot(640, 480, CX, CY, SX, SY)  # ... but the profiles say (300.3, 200.7)
-    buffer = RingBuffer(capacity=10)
-    buffer.append(make_message(1, {"image": image, "image_profile_x": elsewhere.sum(axis=0),
-                                   "image_profile_y": elsewhere.sum(axis=1)}))
-    stats = _stats(buffer.read())
-    assert stats["centroid_x"] == pytest.approx(CX, abs=0.3)
-    assert stats["centroid_y"] == pytest.approx(CY, abs=0.3)
-    assert stats["rms_x"] == pytest.approx(SX, rel=0.1)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "uint16"])
-def test_buffer_statistics_from_the_image_without_profiles(dtype: str) -> None:
-    image = gaussian_spot(640, 480, CX, CY, SX, SY)
-    if dtype == "uint16":
-        image = (image * 3000 + 100).astype(np.uint16)  # a camera's counts with a dark pedestal
-    buffer = RingBuffer(capacity=10)
-    buffer.append(make_message(1, {"image": image}, compression="bitshuffle_lz4"))
-    stats = _stats(buffer.read())
-    assert stats["centroid_x"] == pytest.approx(CX, abs=0.5)
-    assert stats["centroid_y"] == pytest.approx(CY, abs=0.5)
-    assert stats["rms_x"] == pytest.approx(SX, rel=0.15)
-    assert stats["rms_y"] == pytest.approx(SY, rel=0.15)
-
-
-def test_statistics_of_overflowing_values_are_nan_not_an_exception() -> None:
-    """Finite but huge readings (a corrupt or hostile frame) overflow the moments: NaN, never a crash."""
-    for profile in ([1e308] * 3 + [0.0] * 5, [0.0] * 5 + [1.7e308] * 2):
-        _, cx, _, rx, _ = beam_statistics(np.array(profile), np.ones(4))
-        assert math.isnan(cx) and math.isnan(rx)
-    buffer = RingBuffer(capacity=4)
-    buffer.append(make_message(1, {"image_profile_x": np.array([0.0] * 5 + [1.7e308] * 2),
-                                   "image_profile_y": np.ones(5), "image": np.full((5, 7), 1.7e308)}))
-    assert buffer.count == 1 and math.isnan(buffer.read().column(CENTROID_X)[0])
+# ------------------------------------------------------------------------------------ concurrency
 
 
 def test_concurrent_readers_always_see_consistent_snapshots() -> None:
     """One writer, several readers: every History is internally consistent, whatever the interleaving."""
-    import threading
-
-    buffer = RingBuffer(capacity=64)
-    messages = [make_message(10_000 + i, {"beam_energy": float(i), **({"late": -float(i)} if i >= 500 else {})})
-                for i in range(2000)]
+    buffer = RingBuffer(capacity=64, computed=("beam_x",))
     done = threading.Event()
     problems: list[str] = []
+
+    def check(history) -> None:
+        seq = history.column("seq")
+        if not np.array_equal(seq, np.arange(history.start, history.end)):
+            problems.append(f"seq {seq[:3]}... for [{history.start}, {history.end})")
+        if not np.array_equal(history.column("pulse_id"), seq + 10_000):
+            problems.append("pulse_id does not match seq")
+        if not np.array_equal(history.column("timestamp"), T0 + seq * 0.01):
+            problems.append("timestamp does not match seq")
+        if "beam_energy" in history.columns and not np.array_equal(history.column("beam_energy"), seq.astype(float)):
+            problems.append("beam_energy does not match seq")
+        if not np.array_equal(history.column("beam_x"), -seq.astype(float)):
+            problems.append("beam_x does not match seq")
+        if "late" in history.columns:
+            expected = np.where(seq >= 500, -seq.astype(float), np.nan)
+            if not np.array_equal(history.column("late"), expected, equal_nan=True):
+                problems.append("late channel does not match seq")
 
     def reader(seed: int) -> None:
         rng = np.random.default_rng(seed)
         while not done.is_set():
-            since = int(rng.integers(0, buffer.count + 10))
-            history = buffer.read(since=since)
-            seq = history.column("seq")
-            if not np.array_equal(seq, np.arange(history.start, history.end)):
-                problems.append(f"seq {seq[:3]}... for [{history.start}, {history.end})")
-            if not np.array_equal(history.column("pulse_id"), seq + 10_000):
-                problems.append("pulse_id does not match seq")
-            if "beam_energy" not in history.columns:
-                if buffer.count > 0 and len(history) > 0:
-                    problems.append("beam_energy missing from a non-empty snapshot")
-                continue  # nothing appended yet when this reader started
-            if not np.array_equal(history.column("beam_energy"), seq.astype(float)):
-                problems.append("beam_energy does not match seq")
-            if "late" in history.columns:
-                late = history.column("late")
-                expected = np.where(seq >= 500, -seq.astype(float), np.nan)
-                if not np.array_equal(late, expected, equal_nan=True):
-                    problems.append("late channel does not match seq")
+            count = buffer.count
+            kind = int(rng.integers(0, 4))
+            if kind == 0:
+                history = buffer.read(since=int(rng.integers(0, count + 10)))
+            elif kind == 1:
+                history = buffer.window(float(rng.uniform(0, 1)))
+            elif kind == 2:
+                history = buffer.read(max_rows=int(rng.integers(0, 80)), newer_than=T0 + float(rng.uniform(0, 20)))
+            else:
+                history = buffer.read(since=buffer.seq_at_time(T0 + float(rng.uniform(0, 20))), only=["late", "beam_x"])
+            check(history)
 
     threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(3)]
     interval = sys.getswitchinterval()
@@ -397,8 +374,9 @@ def test_concurrent_readers_always_see_consistent_snapshots() -> None:
     for thread in threads:
         thread.start()
     try:
-        for message in messages:
-            buffer.append(message)
+        for i in range(2000):
+            channels = {"beam_energy": float(i), **({"late": -float(i)} if i >= 500 else {})}
+            buffer.append(10_000 + i, T0 + i * 0.01, channels, {"beam_x": -float(i)})
     finally:
         done.set()
         for thread in threads:
