@@ -31,7 +31,9 @@ def history_update(camera: StreamSource, rate_hz: float, window: str, x_mode: st
     channel = channel if channel in buffer.channels or channel in buffer.computed else None
     charts = charts_for(camera.layout, camera.axes, channel)
     columns = tuple(dict.fromkeys(c for chart in charts for c in chart.columns))
-    key = [camera.name, window, x_mode, channel, [chart.title for chart in charts]]
+    # id(buffer): a camera reconnected has a new, empty history; the browser's cursor is void then.
+    key = {"camera": camera.name, "history": id(buffer), "window": window, "x": x_mode, "channel": channel,
+           "charts": [chart.title for chart in charts]}
     newest = buffer.newest_time()
     none = [no_update] * len(GRAPHS)
     if not math.isfinite(newest):
@@ -126,9 +128,10 @@ def register(app: Dash, registry: CameraRegistry) -> None:
         figures, extends, response = history_update(camera, rate, window, x_mode, channel, last, reset)
         table = no_update
         if details_open:
-            charted = tuple(c for c in dict.fromkeys([*(s.column for chart in charts_for(
-                camera.layout, camera.axes, response["key"][3]) for s in chart.series), *TABLE_COLUMNS]))
-            table = stats.table(camera, response["key"][1], charted)
+            key = response["key"]
+            charts = charts_for(camera.layout, camera.axes, key["channel"])
+            charted = tuple(dict.fromkeys([*(c for chart in charts for c in chart.columns), *TABLE_COLUMNS]))
+            table = stats.table(camera, key["window"], charted)
         options = channel_options(camera)
         return (*figures, *extends, response, table, options if options != shown_options else no_update)
 

@@ -75,6 +75,7 @@ class Camera:
         self._touched = time.monotonic()
         self.state_note = ""  # "connecting" / an error an operator should read; "" once started
         self.started_at: float | None = None
+        self._logged_errors: set[str] = set()
 
     # ------------------------------------------------------------------ what it is
 
@@ -157,11 +158,22 @@ class Camera:
     # ------------------------------------------------------------------ receiver thread
 
     def _on_message(self, message: Message, received: float) -> None:
-        pulse = self.ingest.pulse(message)
+        try:
+            pulse = self.ingest.pulse(message)
+        except Exception as exc:  # a bug of ours on odd input: this message is lost, not the connection
+            self._internal_error(exc)
+            return
         seq = self.buffer.append(message.pulse_id, message.global_timestamp, pulse.channels, pulse.computed)
         frame = make_frame(seq, message, pulse, received, self.ingest.layout.image if self.ingest.layout else "")
         if frame is not None:
             self.frames.push(frame)
+
+    def _internal_error(self, exc: Exception) -> None:
+        kind = exc.__class__.__name__
+        if kind not in self._logged_errors:
+            self._logged_errors.add(kind)
+            log.exception("camera %s: processing a message failed; further %s are only counted", self.name, kind)
+        self.count_invalid(BsreadError("internal-error", f"{kind}: {exc}"[:200]))
 
     def count_invalid(self, exc: BsreadError) -> None:
         """Count a bad value found after decoding (a corrupt image, a scalar that does not parse)."""

@@ -64,6 +64,7 @@ class CameraRegistry:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listed_at = -float("inf")
+        self._tasks: set[str] = set()  # background REST tasks under way
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,9 +203,25 @@ class CameraRegistry:
             except Exception:  # a bug of ours must not end the maintenance
                 log.exception("camera maintenance failed")
 
+    def _in_background(self, task: str, work: Any) -> None:
+        """REST calls (seconds when cam_server is down) run beside the maintenance, one per task."""
+        with self._lock:
+            if task in self._tasks:
+                return
+            self._tasks.add(task)
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                with self._lock:
+                    self._tasks.discard(task)
+
+        threading.Thread(target=run, name=task[:40], daemon=True).start()
+
     def _maintain_once(self) -> None:
         if self._camserver is not None and time.monotonic() - self._listed_at > CAMSERVER_REFRESH_S:
-            self._refresh_list()
+            self._in_background("camserver-list", self._refresh_list)
         with self._lock:
             entries = list(self._entries.items())
         for name, entry in entries:
@@ -218,7 +235,8 @@ class CameraRegistry:
                 camera.stop()
             elif camera.spec.resolve is not None and camera.running and _silent_for(camera) > RESOLVE_STALLED_S \
                     and time.monotonic() - entry.looked_up_at > RESOLVE_STALLED_S:  # not every round: REST calls
-                self._reconnect_if_moved(name, entry)
+                entry.looked_up_at = time.monotonic()
+                self._in_background(f"lookup-{name}", lambda n=name, e=entry: self._reconnect_if_moved(n, e))
 
     def _reconnect_if_moved(self, name: str, entry: _Entry) -> None:
         """A silent cam_server camera: its instance may have been restarted on another port."""

@@ -124,7 +124,8 @@ def detect(message: Message, names: ChannelNames) -> StreamLayout:
 def axis_from(values: np.ndarray | None, length: int) -> Axis:
     """The linear calibration of an axis channel (ScreenPanel: from its first and last value).
 
-    Pixels when there is no usable channel or when it holds 0 ... N-1 (cam_server's "uncalibrated").
+    Pixels when there is no usable channel or when it holds 0 ... N-1 (cam_server's "uncalibrated"),
+    mirrored pixels when it holds N-1 ... 0.
     """
     if values is None or values.ndim != 1 or values.size != length or length < 2:
         return pixel_axis()
@@ -132,8 +133,10 @@ def axis_from(values: np.ndarray | None, length: int) -> Axis:
     if not (math.isfinite(first) and math.isfinite(last)) or first == last:
         return pixel_axis()
     step = (last - first) / (length - 1)
-    if first == 0.0 and step == 1.0:
+    if (first, step) == (0.0, 1.0):
         return pixel_axis()
+    if (first, step) == (float(length - 1), -1.0):
+        return Axis(first, step, "px")
     return Axis(first, step, CALIBRATED_UNIT)
 
 
