@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from dash import Dash, Input, Output, State, ctx, no_update
 
 from components import ids
@@ -22,7 +24,18 @@ STATS_TTL_S = 1.0  # window statistics are shared by all browsers and refreshed 
 TABLE_COLUMNS = STATS_COLUMNS[:5]  # intensity, centroid, rms size: always in the statistics table
 
 
-def history_update(camera: StreamSource, rate_hz: float, window: str, x_mode: str, channel: str | None,
+RATE_ROWS = 200  # pulses the chart's pulse rate is measured over
+
+
+def pulse_rate(times: Any) -> float:
+    """Pulses per second of pulse time over the newest rows (buckets slice pulse time, not the clock)."""
+    finite = times[np.isfinite(times)]
+    if finite.size < 2 or finite[-1] <= finite[0]:
+        return 0.0
+    return (finite.size - 1) / float(finite[-1] - finite[0])
+
+
+def history_update(camera: StreamSource, window: str, x_mode: str, channel: str | None,
                    last: dict | None, reset: bool) -> tuple[list, list, dict]:
     """(figures, extends, response) for one browser's four charts."""
     buffer = camera.buffer
@@ -43,6 +56,7 @@ def history_update(camera: StreamSource, rate_hz: float, window: str, x_mode: st
         return (figures if reset or (last or {}).get("key") != key else none), none, {"key": key, "next": None}
     seconds = WINDOWS[window]
     oldest = buffer.oldest_time() if seconds is None else newest - seconds
+    rate_hz = pulse_rate(buffer.read(max_rows=RATE_ROWS, only=()).column("timestamp"))
     width = bucket_width(window, rate_hz, newest - oldest)
     complete = math.floor(newest / width) - 1  # the newest row's bucket is still filling
     last = last or {}
@@ -122,10 +136,8 @@ def register(app: Dash, registry: CameraRegistry) -> None:
             camera = registry.watch(camera_name)
         except CameraUnavailable:
             return (*[no_update] * (2 * len(GRAPHS)), no_update, no_update, no_update)
-        health = camera.health()
-        rate = health.rate_hz if health is not None else 0.0
         reset = ctx.triggered_id not in (ids.HISTORY_REQUEST, ids.DETAILS)
-        figures, extends, response = history_update(camera, rate, window, x_mode, channel, last, reset)
+        figures, extends, response = history_update(camera, window, x_mode, channel, last, reset)
         table = no_update
         if details_open:
             key = response["key"]

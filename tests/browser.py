@@ -99,10 +99,15 @@ class DesignedStream:
     go silent and come back (for gaps and STALE).
     """
 
-    def __init__(self, frame: Callable[[int], dict[str, Any]], rate_hz: float = 20.0, first_pulse_id: int = 1) -> None:
+    def __init__(self, frame: Callable[[int], dict[str, Any]], rate_hz: float = 20.0, first_pulse_id: int = 1,
+                 pulse_period_s: float | None = None) -> None:
+        """`pulse_period_s`: pulse time between messages (default: real time), e.g. 0.5 at 20 Hz
+        makes pulse time run 10x faster than the clock (an hour of history in minutes)."""
         self.frame = frame
         self.period_s = 1.0 / rate_hz
-        self.pulse_id = first_pulse_id
+        self.pulse_period_s = pulse_period_s
+        self.first_time = time.time()
+        self.pulse_id = self.first_pulse_id = first_pulse_id
         self.sent = 0
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.PUSH)
@@ -124,6 +129,10 @@ class DesignedStream:
         self._socket.close(0)
         self._context.term()
 
+    def pulse_time(self, pulse_id: int) -> float:
+        """The pulse time of a message when pulse time runs on its own clock."""
+        return self.first_time + (pulse_id - self.first_pulse_id) * (self.pulse_period_s or self.period_s)
+
     def pause(self) -> None:
         self._silent.set()
 
@@ -135,11 +144,12 @@ class DesignedStream:
         deadline = time.monotonic()
         while not self._stop.is_set():
             if not self._silent.is_set():
-                parts = encoder.encode(self.pulse_id, time.time(), self.frame(self.pulse_id))
+                stamp = time.time() if self.pulse_period_s is None else self.pulse_time(self.pulse_id)
+                parts = encoder.encode(self.pulse_id, stamp, self.frame(self.pulse_id))
                 if self._socket.poll(100, zmq.POLLOUT):
                     self._socket.send_multipart(parts)
                     self.sent += 1
-                self.pulse_id += 1
+            self.pulse_id += 1  # the machine goes on while its stream is silent
             deadline += self.period_s
             self._stop.wait(max(0.0, deadline - time.monotonic()))
 
@@ -198,3 +208,14 @@ def open_page(driver: Any, url: str, shape: tuple[int, int] | None = None) -> No
 
 def severe_logs(driver: Any) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def choose(driver: Any, dropdown_id: str, value: str) -> None:
+    """Pick `value` in a dcc.Dropdown as a person does: open it, click the option."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, dropdown_id).click()
+    option = f"[role=listbox] [role=option] input[value='{value}']"
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, option), timeout=UPDATE_TIMEOUT_S,
+               message=f"option {value!r} of #{dropdown_id}")
+    driver.find_element(By.CSS_SELECTOR, option).find_element(By.XPATH, "./ancestor::label").click()
