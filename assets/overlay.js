@@ -99,12 +99,14 @@
             ctx.rect(g.image.left, g.image.top, g.image.width, g.image.height);
             ctx.clip();
             ctx.strokeStyle = "#ffffff";
-            ctx.lineWidth = 1.2;
+            ctx.lineWidth = 1;
+            // on pixel centres: crisp lines, not two half-bright ones
+            var cx = Math.round(px.x(x)) + 0.5, cy = Math.round(px.y(y)) + 0.5;
             ctx.beginPath();
-            ctx.moveTo(px.x(x - sx), px.y(y));
-            ctx.lineTo(px.x(x + sx), px.y(y));
-            ctx.moveTo(px.x(x), px.y(y - sy));
-            ctx.lineTo(px.x(x), px.y(y + sy));
+            ctx.moveTo(Math.round(px.x(x - sx)), cy);
+            ctx.lineTo(Math.round(px.x(x + sx)), cy);
+            ctx.moveTo(cx, Math.round(px.y(y - sy)));
+            ctx.lineTo(cx, Math.round(px.y(y + sy)));
             ctx.stroke();
             ctx.restore();
         }

@@ -413,9 +413,11 @@
             ctx.rect(name === "x" ? g.image.left : panel.left, name === "x" ? panel.top : g.image.top,
                      name === "x" ? g.image.width : panel.width, name === "x" ? panel.height : g.image.height);
             ctx.clip();
-            curves.forEach(function (c) {
-                line(ctx, c[1], along, scale, panel, name === "y", LINE[c[0]], c[0] === "profile" ? 1 : 1.3);
+            curves.forEach(function (c) {  // the profile under the fits; the stream's fit dashed
+                ctx.setLineDash(c[0] === "stream_fit" ? [4, 3] : []);
+                line(ctx, c[1], along, scale, panel, name === "y", LINE[c[0]], c[0] === "profile" ? 2 : 1.2);
             });
+            ctx.setLineDash([]);
             ctx.restore();
         });
         sov.overlay.crosshair(ctx, frame, g);
