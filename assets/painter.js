@@ -46,8 +46,8 @@
             q.zmin = s.zmin;
             q.zmax = s.zmax;
         }
-        if (c.saturation && c.saturationLevel !== null) {
-            q.sat = c.saturationLevel;
+        if (c.saturation) {
+            q.sat = c.saturationLevel === null ? "max" : c.saturationLevel;  // max: the image type's
         }
         if (g) {
             q.w = Math.max(8, Math.round(g.image.width / SCREEN_PX_PER_BIN));

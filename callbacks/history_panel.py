@@ -35,6 +35,14 @@ def pulse_rate(times: Any) -> float:
     return (finite.size - 1) / float(finite[-1] - finite[0])
 
 
+def pulse_step(buffer: Any) -> float:
+    """Pulse ids per message of the newest rows (1 for a camera at the machine's full rate)."""
+    ids = buffer.read(max_rows=RATE_ROWS, only=()).column("pulse_id")
+    if ids.size < 2 or ids[-1] <= ids[0]:
+        return 1.0
+    return float(ids[-1] - ids[0]) / (ids.size - 1)
+
+
 def history_update(camera: StreamSource, window: str, x_mode: str, channel: str | None,
                    last: dict | None, reset: bool) -> tuple[list, list, dict]:
     """(figures, extends, response) for one browser's four charts."""
@@ -51,7 +59,7 @@ def history_update(camera: StreamSource, window: str, x_mode: str, channel: str 
     none = [no_update] * len(GRAPHS)
     if not math.isfinite(newest):
         empty = {"x": []}
-        figures = [history_figure(chart, empty, x_mode, f"{graph}-{window}-{x_mode}") for graph, chart in
+        figures = [history_figure(chart, empty, x_mode, f"{graph}-{window}-{x_mode}", 0) for graph, chart in
                    zip(GRAPHS, charts)]
         return (figures if reset or (last or {}).get("key") != key else none), none, {"key": key, "next": None}
     seconds = WINDOWS[window]
@@ -64,11 +72,13 @@ def history_update(camera: StreamSource, window: str, x_mode: str, channel: str 
              or not isinstance(last.get("seq"), int) or last["seq"] > buffer.count
              or complete - last["next"] > last.get("points", 0))
     points = math.ceil((seconds or (newest - oldest) * 2) / width) + 1
+    # a bucket's width on the x axis: ms of time, or (pulse-id axis) the pulses it spans
+    width_x = width * 1000.0 if x_mode == "time" else width * rate_hz * pulse_step(buffer)
     if stale:
         start = newest - seconds if seconds is not None else oldest
         history = buffer.read(since=buffer.seq_at_time(start), only=columns)
         data = bucketize(history, width, math.floor(start / width), complete, columns, x_mode)
-        figures = [history_figure(chart, data, x_mode, f"{graph}-{window}-{x_mode}")
+        figures = [history_figure(chart, data, x_mode, f"{graph}-{window}-{x_mode}", width_x)
                    for graph, chart in zip(GRAPHS, charts)]
         extends = none
     else:
@@ -77,7 +87,7 @@ def history_update(camera: StreamSource, window: str, x_mode: str, channel: str 
         history = buffer.read(since=last["seq"], only=columns)
         data = bucketize(history, width, last["next"], complete, columns, x_mode)
         figures = none
-        extends = [extend_data(chart, data, int(last["points"])) or no_update for chart in charts]
+        extends = [extend_data(chart, data, int(last["points"]), width_x) or no_update for chart in charts]
         points = int(last["points"])
     response = {"key": key, "w": width, "next": complete + 1, "seq": buffer.seq_at_time((complete + 1) * width),
                 "points": points}

@@ -103,19 +103,40 @@ def _bucket_stats(values: np.ndarray, slot: np.ndarray, n: int) -> dict[str, lis
     return {"mean": listed(mean), "min": listed(low), "max": listed(high)}
 
 
-def traces(chart: Chart, data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per series: its max (no line), its min filled up to the max (the band), its mean line."""
+def band(data: Mapping[str, Any], column: str, width_x: float) -> tuple[list, list]:
+    """Each bucket's min-max as its own closed quadrilateral (x0 max, x1 max, x1 min, x0 min, gap).
+
+    A filled trace ("toself") closes each piece between gaps on its own, so an empty bucket stays
+    empty (plotly.js's "tonexty" fills across gaps), and trimming old points five at a time
+    removes whole buckets.
+    """
+    xs: list = []
+    ys: list = []
+    stats = data.get(column, {"min": [], "max": []})
+    for x, low, high in zip(data.get("x", []), stats["min"], stats["max"]):
+        if x is None or low is None:  # an empty bucket keeps its five places: trimming stays aligned
+            xs += [None] * 5
+            ys += [None] * 5
+            continue
+        left, right = x - width_x / 2, x + width_x / 2
+        xs += [left, right, right, left, None]
+        ys += [high, high, low, low, None]
+    return xs, ys
+
+
+def traces(chart: Chart, data: Mapping[str, Any], width_x: float) -> list[dict[str, Any]]:
+    """Per series: its band (each bucket's min to max, filled) and its mean line."""
     out = []
     for index, series in enumerate(chart.series):
         color = COLORS[index % len(COLORS)]
-        stats = data.get(series.column, {"mean": [], "min": [], "max": []})
-        axis = {"yaxis": series.axis}
-        common = {"type": "scatter", "mode": "lines", "x": list(data.get("x", [])), "connectgaps": False, **axis}
-        band = {**common, "line": {"width": 0, "color": color}, "hoverinfo": "skip", "showlegend": False}
-        out.append({**band, "name": f"{series.label} max", "y": list(stats["max"])})
-        out.append({**band, "name": f"{series.label} min", "y": list(stats["min"]), "fill": "tonexty",
-                    "fillcolor": _transparent(color)})
-        out.append({**common, "name": series.label, "y": list(stats["mean"]), "line": {"width": 1.3, "color": color}})
+        stats = data.get(series.column, {"mean": []})
+        xs, ys = band(data, series.column, width_x)
+        out.append({"type": "scatter", "mode": "lines", "name": f"{series.label} min–max", "x": xs, "y": ys,
+                    "yaxis": series.axis, "fill": "toself", "fillcolor": _transparent(color),
+                    "line": {"width": 0, "color": color}, "hoverinfo": "skip", "showlegend": False})
+        out.append({"type": "scatter", "mode": "lines", "name": series.label, "x": list(data.get("x", [])),
+                    "y": list(stats["mean"]), "yaxis": series.axis, "connectgaps": False,
+                    "line": {"width": 1.3, "color": color}})
     return out
 
 
@@ -124,8 +145,9 @@ def _transparent(color: str) -> str:
     return f"rgba({r},{g},{b},0.28)"
 
 
-def history_figure(chart: Chart, data: Mapping[str, Any], x_mode: str, revision: str) -> dict[str, Any]:
-    """A complete chart (plain dict, no go.Figure)."""
+def history_figure(chart: Chart, data: Mapping[str, Any], x_mode: str, revision: str, width_x: float
+                   ) -> dict[str, Any]:
+    """A complete chart (plain dict, no go.Figure). `width_x`: a bucket's width on the x axis."""
     x_axis: dict[str, Any] = {"gridcolor": "#444", "nticks": 7, **FAST_TICKS}
     if x_mode == "pulse_id":  # full integers: real pulse ids are ~1.5e10 and must not read "15G"
         x_axis.update(type="linear", tickformat="d", hoverformat="d", title={"text": "pulse id", "standoff": 2})
@@ -150,20 +172,24 @@ def history_figure(chart: Chart, data: Mapping[str, Any], x_mode: str, revision:
         layout.update(xaxis={"visible": False}, yaxis={"visible": False}, annotations=[{
             "text": plotly_text(chart.empty), "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
             "showarrow": False, "font": {"color": "#999", "size": 12}}])
-    return {"data": traces(chart, data), "layout": layout}
+    return {"data": traces(chart, data, width_x), "layout": layout}
 
 
-def extend_data(chart: Chart, data: Mapping[str, Any], max_points: int) -> tuple[dict, list, int] | None:
-    """extendData for one chart's traces (3 per series), or None when there is nothing new."""
+def extend_data(chart: Chart, data: Mapping[str, Any], max_points: int, width_x: float
+                ) -> tuple[dict, list, dict] | None:
+    """extendData for one chart's traces (band and mean per series), or None when there is nothing new.
+
+    `max_points` buckets are kept: as many points of a mean line, five times as many of a band.
+    """
     if not chart.series or not data.get("x"):
         return None
-    xs, ys = [], []
+    xs, ys, limits = [], [], []
     for series in chart.series:
-        stats = data[series.column]
-        for part in ("max", "min", "mean"):
-            xs.append(data["x"])
-            ys.append(stats[part])
-    return {"x": xs, "y": ys}, list(range(len(xs))), max_points
+        band_x, band_y = band(data, series.column, width_x)
+        xs += [band_x, data["x"]]
+        ys += [band_y, data[series.column]["mean"]]
+        limits += [5 * max_points, max_points]
+    return {"x": xs, "y": ys}, list(range(len(xs))), {"x": limits, "y": limits}  # plotly.js extendTraces
 
 
 def plotly_text(text: str) -> str:

@@ -82,14 +82,19 @@ def test_band_and_mean_window_and_gap(url: str, driver: Any, stream: DesignedStr
     time.sleep(3)  # noqa: the silence itself is what is tested (a real outage of the stream)
     stream.resume()
     wait_until(lambda: newest_pulse_time(url) > silent_from + 45, timeout=60, message="pulses after the gap")
-    energy = chart(driver, "energy-history-graph")
-    wait_until(lambda: len([v for v in chart(driver, "energy-history-graph")["traces"][2]["y"] if v is not None]) > 10,
+    wait_until(lambda: len([v for v in chart(driver, "energy-history-graph")["traces"][1]["y"] if v is not None]) > 10,
                timeout=UPDATE_TIMEOUT_S)
     energy = chart(driver, "energy-history-graph")
-    high, low, mean = energy["traces"]
-    assert low["fill"] == "tonexty"
-    values = [(h, lo, m) for h, lo, m in zip(high["y"], low["y"], mean["y"]) if m is not None]
-    assert values and all(h == 5.5 and lo == 5.0 and m == pytest.approx(5.25, abs=0.06) for h, lo, m in values)
+    band, mean = energy["traces"]
+    assert band["fill"] == "toself"
+    # the band: per bucket a closed shape from its max (5.5) down to its min (5.0), then a gap
+    quads = [band["y"][i:i + 5] for i in range(0, len(band["y"]), 5)]
+    assert len(band["y"]) == 5 * len(mean["y"])  # one quad (or five gaps) per bucket
+    filled = [q for q in quads if q[0] is not None]
+    assert all(q[0] == q[1] >= q[2] == q[3] and q[4] is None for q in filled), filled
+    assert sum(q[:4] == [5.5, 5.5, 5.0, 5.0] for q in filled) >= len(filled) - 2  # all but partial buckets
+    values = [m for m in mean["y"] if m is not None]
+    assert len(values) > 10 and all(m == pytest.approx(5.25, abs=0.06) for m in values)
     # a gap: empty buckets between filled ones, about 30 s of pulse time
     xs = [x for x, m in zip(mean["x"], mean["y"]) if m is not None]
     gaps = [b - a for a, b in zip(xs, xs[1:])]
@@ -131,10 +136,10 @@ def test_pulse_id_axis_reads_full_integers(url: str, driver: Any) -> None:
 
 def test_centroid_and_size_on_their_own_axes_with_units(url: str, driver: Any) -> None:
     open_page(driver, url)
-    wait_until(lambda: chart(driver, "beam-history-graph") and len(chart(driver, "beam-history-graph")["traces"]) == 12,
+    wait_until(lambda: chart(driver, "beam-history-graph") and len(chart(driver, "beam-history-graph")["traces"]) == 8,
                timeout=UPDATE_TIMEOUT_S)
     beam = chart(driver, "beam-history-graph")
-    axes = {t["name"]: t["yaxis"] for t in beam["traces"] if not t["name"].endswith((" min", " max"))}
+    axes = {t["name"]: t["yaxis"] for t in beam["traces"] if not t["name"].endswith("min–max")}
     assert axes == {"centroid x": "y", "centroid y": "y", "rms x": "y2", "rms y": "y2"}
     assert beam["layout"]["y"]["title"]["text"] == "centroid (px)"
     assert beam["layout"]["y2"]["title"]["text"] == "rms size (px)"
@@ -151,9 +156,9 @@ def test_fourth_chart_empty_state_then_a_beam_statistic(url: str, driver: Any) -
                timeout=UPDATE_TIMEOUT_S)
     fourth = chart(driver, "channel-history-graph")
     assert fourth["layout"]["y"]["title"]["text"] == "px"
-    wait_until(lambda: any(v is not None for v in chart(driver, "channel-history-graph")["traces"][2]["y"]),
+    wait_until(lambda: any(v is not None for v in chart(driver, "channel-history-graph")["traces"][1]["y"]),
                timeout=UPDATE_TIMEOUT_S)
-    sizes = [v for v in chart(driver, "channel-history-graph")["traces"][2]["y"] if v is not None]
+    sizes = [v for v in chart(driver, "channel-history-graph")["traces"][1]["y"] if v is not None]
     assert all(2.0 < v < 4.5 for v in sizes), sizes  # the spot's sigma_x is 3 px
 
 

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import flask
+import numpy as np
 import orjson
 
 from components.formatting import safe_filename, utc_for_filename
@@ -127,7 +128,16 @@ def view_from(args: Any, camera: StreamSource) -> View:
     return View(colormap=colormap, scale=scale, zmin=zmin, zmax=zmax, region=region,
                 bins_x=int(number(args, "w", 320, 8, 4096)), bins_y=int(number(args, "h", 260, 8, 4096)),
                 average=int(number(args, "avg", 1, 1, 100)), background=args.get("bg") == "1",
-                saturation=number(args, "sat"))
+                saturation=saturation_level(args, latest))
+
+
+def saturation_level(args: Any, frame: Any) -> float | None:
+    """`sat=LEVEL`, or `sat=max`: the image type's maximum (integer cameras; none for float images)."""
+    if args.get("sat") != "max":
+        return number(args, "sat")
+    if frame is None or frame.dtype.kind not in "ui":
+        return None
+    return float(np.iinfo(frame.dtype).max)
 
 
 # ---------------------------------------------------------------------------------------- routes
