@@ -166,7 +166,7 @@ def history_figure(chart: Chart, data: Mapping[str, Any], x_mode: str, revision:
                   **FAST_TICKS},
     }
     if chart.unit2:
-        layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False, "nticks": 4,
+        layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False, "nticks": 4, "tickmode": "auto",
                             "title": {"text": plotly_text(chart.unit2), "standoff": 2}, **FAST_TICKS}
     if not chart.series:
         layout.update(xaxis={"visible": False}, yaxis={"visible": False}, annotations=[{
