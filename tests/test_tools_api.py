@@ -248,3 +248,77 @@ def test_writes_from_another_site_are_refused_and_scripts_accepted(http, method,
 
 def test_reads_from_another_site_are_not_writes(http) -> None:
     assert http.get("/api/rois", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------ the tools panel (Dash)
+
+
+@pytest.fixture
+def page(camera) -> Any:
+    from tests.dash_client import DashClient
+
+    page = DashClient.flask(fed_app(camera, argv=["-d", "0.01"]))
+    page.load()
+    return page
+
+
+def test_a_region_drawn_on_the_image_becomes_a_shared_region(page, camera) -> None:
+    from components import ids
+    from tests.dash_client import text_of
+
+    page.set(ids.ROI_NAME, "value", "spot", fire=False)
+    drawn = {"type": "rect", "x0": 9.8, "x1": 12.2, "y0": 21.7, "y1": 19.6, "line": {"color": "#2ecc71"}}
+    update = page.set(ids.IMAGE_GRAPH, "relayoutData", {"shapes": [drawn]})
+    assert update[ids.ROI_MESSAGE]["children"] == ""
+    assert text_of(update[ids.ROI_LIST]["children"]).startswith("spot: x 10–13, y 20–22 px")
+    assert json.loads(page.get("/api/rois").raw) == {"rois": [roi()]}
+    camera.feed(camera_values(IMAGE))
+    readings = page.readings()
+    assert readings[ids.ROI_VALUES]["children"] == "spot: Σ 1.231e+05, max 2.101e+04"
+    figure = page.value(ids.IMAGE_GRAPH, "figure")  # rebuilt when the regions changed
+    assert [shape["name"] for shape in figure["layout"]["shapes"]] == ["spot"]
+    # The figure now holds our named rectangle; a second one drawn without a name gets one.
+    second = page.set(ids.IMAGE_GRAPH, "relayoutData", {"shapes": [*figure["layout"]["shapes"], {
+        "type": "rect", "x0": 0, "x1": 3, "y0": 0, "y1": 3}]})
+    assert "roi1: x 0–4, y 0–4 px" in text_of(second[ids.ROI_LIST]["children"])
+
+
+def test_regions_are_deleted_one_by_one_or_all(page) -> None:
+    from components import ids
+    from tests.dash_client import text_of
+
+    assert page.json("PUT", "/api/rois", {"rois": [roi("a", 0, 1, 0, 1), roi("b", 1, 2, 1, 2), roi("c", 2, 3, 2, 3)]}).status == 200
+    listed = page.health()
+    assert text_of(listed[ids.ROI_LIST]["children"]).count("×") == 3  # a delete button per region
+    after = page.click('{"name":"b","type":"roi-delete"}')
+    assert [r["name"] for r in json.loads(page.get("/api/rois").raw)["rois"]] == ["a", "c"]
+    assert "b:" not in text_of(after[ids.ROI_LIST]["children"])
+    page.click(ids.ROI_CLEAR)
+    assert json.loads(page.get("/api/rois").raw) == {"rois": []}
+
+
+def test_a_ninth_drawn_region_is_refused_with_a_message(page) -> None:
+    from components import ids
+
+    assert page.json("PUT", "/api/rois", {"rois": [roi(f"r{i}", i, i + 1, 0, 1) for i in range(8)]}).status == 200
+    update = page.set(ids.IMAGE_GRAPH, "relayoutData", {"shapes": [{"type": "rect", "x0": 1, "x1": 5, "y0": 1,
+                                                                     "y1": 5}]})
+    assert update[ids.ROI_MESSAGE]["children"] == "at most 8 regions"
+    assert len(json.loads(page.get("/api/rois").raw)["rois"]) == 8
+
+
+def test_background_buttons(page, camera) -> None:
+    from components import ids
+
+    page.set(ids.BACKGROUND_FRAMES, "value", 2, fire=False)
+    assert page.click(ids.BACKGROUND_GRAB)[ids.BACKGROUND_STATE]["children"] == "grabbing 0 / 2 frames…"
+    camera.feed(camera_values(np.full((48, 64), 3, np.uint32)))
+    assert page.health()[ids.BACKGROUND_STATE]["children"] == "grabbing 1 / 2 frames…"
+    camera.feed(camera_values(np.full((48, 64), 5, np.uint32)))
+    ready = page.health()[ids.BACKGROUND_STATE]["children"]
+    assert ready.startswith("2 frames, 64 × 48 px, ") and ready.endswith(" UTC")
+    camera.feed(camera_values(IMAGE))
+    assert page.pixel(7, 0, bg=1).body["value"] == 7 - 4
+    assert page.click(ids.BACKGROUND_CLEAR)[ids.BACKGROUND_STATE]["children"] == "none"
+    page.set(ids.BACKGROUND_FRAMES, "value", 5000, fire=False)
+    assert "between 1 and 1000" in page.click(ids.BACKGROUND_GRAB)[ids.BACKGROUND_STATE]["children"]
