@@ -287,7 +287,8 @@ def test_regions_are_deleted_one_by_one_or_all(page) -> None:
     from components import ids
     from tests.dash_client import text_of
 
-    assert page.json("PUT", "/api/rois", {"rois": [roi("a", 0, 1, 0, 1), roi("b", 1, 2, 1, 2), roi("c", 2, 3, 2, 3)]}).status == 200
+    three = {"rois": [roi("a", 0, 1, 0, 1), roi("b", 1, 2, 1, 2), roi("c", 2, 3, 2, 3)]}
+    assert page.json("PUT", "/api/rois", three).status == 200
     listed = page.health()
     assert text_of(listed[ids.ROI_LIST]["children"]).count("×") == 3  # a delete button per region
     after = page.click('{"name":"b","type":"roi-delete"}')
