@@ -169,3 +169,15 @@ def test_processing_parameters_as_text() -> None:
     assert processing_parameters(camera, camera.frames.latest()) == "(the stream sends no processing parameters)"
     camera.feed({"image": designed_image(8, 8), "processing_parameters": '{"camera_name": "<b>sim</b>"}'})
     assert processing_parameters(camera, camera.frames.latest()) == '{"camera_name": "<b>sim</b>"}'
+
+
+def test_huge_processing_parameters_are_cut_to_what_a_request_can_carry_back() -> None:
+    """The page echoes the text as the readings callback's State 4 times a second; a 1 MiB string
+    (the largest the decoder accepts) made every later readings request fail with 413."""
+    from callbacks.readings_panel import MAX_PARAMETERS_CHARS
+
+    camera = FedCamera()
+    camera.feed({"image": designed_image(8, 8), "processing_parameters": "x" * (1024 * 1024)})
+    text = processing_parameters(camera, camera.frames.latest())
+    assert text.startswith("x" * MAX_PARAMETERS_CHARS) and text.endswith(f"({1024 * 1024 - MAX_PARAMETERS_CHARS:,} more characters)")
+    assert len(text.encode()) < 100 * 1024
