@@ -359,6 +359,14 @@ return {
 """
 
 
+PICK_CHANNEL_JS = """
+if (!document.getElementById('history-channel-select') || !window.dash_clientside
+        || !window.dash_clientside.set_props) { return false; }
+try { window.dash_clientside.set_props('history-channel-select', {value: arguments[0]}); return true; }
+catch (error) { return false; }
+"""
+
+
 @pytest.mark.browser
 def test_stream_strings_never_become_elements_in_the_page(push) -> None:
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
@@ -396,11 +404,10 @@ def test_stream_strings_never_become_elements_in_the_page(push) -> None:
             browser.get(live.url)
             browser.execute_script("window.alert = () => { window.__alerted = (window.__alerted || 0) + 1; };")
             for name in (XSS, LINK):
-                # The operator picks the channel for the fourth chart; through Dash's public set_props.
-                wait_until(lambda: browser.execute_script(
-                    "return !!(window.dash_clientside && window.dash_clientside.set_props)"), 90, interval=0.2)
-                browser.execute_script("window.dash_clientside.set_props('history-channel-select', {value: arguments[0]})",
-                                       name)
+                # The operator picks the channel for the fourth chart; through Dash's public set_props
+                # (refused until the renderer has laid out the page).
+                wait_until(lambda: browser.execute_script(PICK_CHANNEL_JS, name), 90, interval=0.2,
+                           message="the channel list never took a value")
                 states.append(wait_until(lambda: (lambda f: f if name in f["titles"] else None)(
                     browser.execute_script(FIND_INJECTED_JS)), 60, interval=0.2,
                     message=f"the chart never showed {name!r} as its title"))
