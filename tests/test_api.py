@@ -330,3 +330,17 @@ def test_diagnostics_only_when_asked_for(cameras) -> None:
     on = fed_app(*cameras, argv=["--diagnostics"]).server.test_client()
     body = on.get("/api/diagnostics").get_json()
     assert body == {"renders": 0, "render_seconds": 0.0}
+
+
+def test_a_page_never_receives_a_backlog(cameras, http) -> None:
+    """However many frames arrived since the page's last one, it gets the newest, once."""
+    camera = cameras[0]
+    camera.feed(camera_values(IMAGE))
+    meta, _ = frame(http)
+    for k in range(50):
+        camera.feed(camera_values(IMAGE + k))
+    newest = camera.frames.latest().seq
+    reply = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
+        http.get("/api/frame", query_string={"after": meta["seq"]})), 10)
+    assert decode(reply.data)[0]["seq"] == newest
+    assert http.get("/api/frame", query_string={"after": newest}).status_code == 204

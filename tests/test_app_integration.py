@@ -170,6 +170,18 @@ def test_readings_and_health_callbacks(sim_app) -> None:
     assert "invalid messages|0" in text_of(health[ids.HEALTH_PANEL]["children"])
     figure = page.value(ids.IMAGE_GRAPH, "figure")
     assert figure["layout"]["meta"]["shape"] == [480, 640]  # built when the geometry arrived
+    assert page.readings().get(ids.IMAGE_GEOMETRY) is None  # unchanged geometry: the figure stays
+    from web.render import colorscale
+
+    recoloured = page.set(ids.COLORMAP, "value", "Jet")
+    assert recoloured[ids.IMAGE_GRAPH]["figure"]["data"][0]["colorscale"] == colorscale("Jet")
+    page.set(ids.RANGE_MODE, "value", "manual", fire=False)
+    page.set(ids.RANGE_MIN, "value", 5, fire=False)
+    refused = page.set(ids.RANGE_MAX, "value", 1)
+    assert refused[ids.RANGE_MESSAGE]["children"] == "min must be less than max"
+    assert page.set(ids.RANGE_MAX, "value", 50)[ids.RANGE_MESSAGE]["children"] == ""
+    assert page.click(ids.HEALTH_TOGGLE)[ids.HEALTH_DETAILS]["is_open"] is True
+    assert page.click(ids.TOOLS_BUTTON)[ids.TOOLS]["is_open"] is True
     page.close()
 
 
