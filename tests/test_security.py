@@ -404,13 +404,18 @@ def test_stream_strings_never_become_elements_in_the_page(push) -> None:
             browser.get(live.url)
             browser.execute_script("window.alert = () => { window.__alerted = (window.__alerted || 0) + 1; };")
             for name in (XSS, LINK):
-                # The operator picks the channel for the fourth chart; through Dash's public set_props
-                # (refused until the renderer has laid out the page).
-                wait_until(lambda: browser.execute_script(PICK_CHANNEL_JS, name), 90, interval=0.2,
-                           message="the channel list never took a value")
-                states.append(wait_until(lambda: (lambda f: f if name in f["titles"] else None)(
-                    browser.execute_script(FIND_INJECTED_JS)), 60, interval=0.2,
-                    message=f"the chart never showed {name!r} as its title"))
+                # The operator picks the channel for the fourth chart, through Dash's public set_props.
+                # Picked again until the chart shows it: set_props is refused until the page is laid
+                # out, and the dropdown drops a value its options (arriving with the history) lack.
+                def shown() -> dict | None:
+                    state = browser.execute_script(FIND_INJECTED_JS)
+                    if name in state["titles"]:
+                        return state
+                    browser.execute_script(PICK_CHANNEL_JS, name)
+                    return None
+
+                states.append(wait_until(shown, 90, interval=0.5,
+                                         message=f"the chart never showed {name!r} as its title"))
         finally:
             stop_sending.set()
             feeder.join(5)
