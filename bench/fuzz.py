@@ -5,8 +5,8 @@ One command:  python bench/fuzz.py                      (10 000 messages into th
               python bench/fuzz.py --messages 2000 --decode 0 --seed 3
 
 1. The campaign (tests/fuzz_runner.py): `python app.py --stream ...` as a subprocess, a PUSH sending
-   the fuzz cases of tests/fuzz_messages.py over real ZeroMQ while simulated browsers render and
-   poll health; then lockstep checks of the lazy (render-time / record-time) paths and of
+   the fuzz cases of tests/fuzz_messages.py over real ZeroMQ while simulated pages (tests/dash_client.py)
+   run their frame loop (/api/frame) and poll readings and health; then lockstep checks of the lazy (render-time / record-time) paths and of
    valid-but-odd data. Pass = no crash, receiver alive and never restarted, every message accounted
    for by reason in /api/status and the health panel, next good frame displayed, RSS bounded.
 2. The decoder hammer: --decode cases decoded in a child process with *every* value decompressed
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fuzz campaign: {a['messages']} messages in {a['seconds']} s ({a['messages_per_s']}/s), seed {args.seed}")
     print(f"  accepted {a['accepted']}, rejected on arrival {sum(a['rejected_on_arrival'].values())}, "
           f"bad values when recorded {sum(a['bad_values_when_recorded'].values())}, "
-          f"bad images when rendered {a['bad_images_when_rendered']} ({a['renders_requested']} renders requested)")
+          f"bad images when rendered {a['bad_images_when_rendered']} ({a['frames_requested']} frame requests)")
     counts = collections.Counter(a["app_invalid_by_reason"])
     print("  app's invalid_by_reason: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"  lockstep lazy-path checks: {campaign['figures']['phase_b']}")

@@ -17,6 +17,11 @@ from stream.protocol import BsreadError
 from stream.source import StreamSource
 
 
+# The page sends the text back as the readings callback's State on every tick (4 Hz): a stream's
+# 1 MiB string would make every readings request exceed the server's 1 MiB body limit (413).
+MAX_PARAMETERS_CHARS = 64 * 1024
+
+
 class SaturationCounts:
     """Saturated pixels of a frame, counted once per (frame, level) for every browser."""
 
@@ -104,6 +109,9 @@ def processing_parameters(camera: StreamSource, frame: Frame | None) -> str:
         return "(the stream sends no processing parameters)"
     channel = frame.message.channels.get(layout.parameters)
     try:
-        return str(channel.value) if channel is not None and not channel.is_empty else ""
+        text = str(channel.value) if channel is not None and not channel.is_empty else ""
     except BsreadError:
         return "(unreadable)"
+    if len(text) > MAX_PARAMETERS_CHARS:
+        text = f"{text[:MAX_PARAMETERS_CHARS]}… ({len(text) - MAX_PARAMETERS_CHARS:,} more characters)"
+    return text

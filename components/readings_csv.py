@@ -26,7 +26,9 @@ def readings_frame(history: History) -> pd.DataFrame:
     """pulse_id, timestamp (ISO-8601 UTC), timestamp_epoch, every scalar channel, then the columns
     computed per pulse: beam statistics in pixels, their calibrated copies, regions of interest."""
     epoch = history.column("timestamp")
-    stamps = pd.to_datetime(np.where(np.isfinite(epoch), epoch, np.nan), unit="s", utc=True, errors="coerce")
+    # Whole microseconds first: seconds * 1e9 in float would put 1800000000.01 at ...00.009999.
+    micros = np.round(np.where(np.isfinite(epoch), epoch, np.nan) * 1e6)
+    stamps = pd.to_datetime(micros, unit="us", utc=True, errors="coerce")
     iso = pd.Series(stamps).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     data: dict[str, object] = {
         "pulse_id": history.column("pulse_id"),

@@ -6,9 +6,10 @@ random mutation may land either way). Every family is built on a valid message f
 each case breaks exactly what it claims to break; data-header mutations recompute the md5 so they
 reach the parser instead of stopping at the hash check.
 
-`Oracle` replays the same sequence through a local Decoder and RingBuffer (same stateful header
-cache as the app's receiver) to know how many messages the app must accept and how many bad values
-it must count when recording them.
+`Oracle` replays the same sequence through a local Decoder and the camera's per-message work
+(`stream.ingest.Ingest`: same stateful header cache and the same values decoded on arrival as the
+app's camera) to know how many messages the app must accept and how many bad values it must count
+when recording them.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from stream.compression import compress
 
 from stream.encoder import Encoder
 
+from stream.background import Background
+from stream.ingest import Ingest
+from stream.layout import ChannelNames
 from stream.protocol import BsreadError, Decoder
-from stream.ring_buffer import RingBuffer
+from stream.rois import RoiSet
 
 OK = "ok"
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -468,7 +472,7 @@ class Oracle:
 
     def __init__(self) -> None:
         self.decoder = Decoder()
-        self.buffer = RingBuffer(16, on_bad_value=self._record_bad)
+        self.ingest = Ingest(ChannelNames(), RoiSet(), Background("oracle"), self._record_bad)
         self.accepted = 0
         self.rejected: collections.Counter[str] = collections.Counter()
         self.record_bad: collections.Counter[str] = collections.Counter()
@@ -490,7 +494,7 @@ class Oracle:
         else:
             outcome = OK
             self.accepted += 1
-            self.buffer.append(message)
+            self.ingest.pulse(message)
             self.last_accepted_pulse = message.pulse_id
         if case.expect is not None and outcome not in case.expect:
             self.mismatches.append(f"{case.kind}: got {outcome}, expected one of {sorted(case.expect)}")

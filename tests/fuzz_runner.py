@@ -4,15 +4,16 @@
 (a segfault kills the app, not the test runner), binds a PUSH on P and runs three phases:
 
   A  `messages` fuzz cases (tests/fuzz_messages.py) sent as fast as the app takes them, while one
-     simulated browser renders the latest frame continuously and another polls the health panel;
+     simulated page runs its frame loop continuously and another polls the readings and health;
      every case is fed to the Oracle too, so the app must have accepted exactly as many messages
      and counted at least the oracle's rejections and record-time bad values, by reason.
-  B  lockstep checks of the lazy paths: a corrupt compressed image is counted when a browser renders
-     it (and the previous frame stays up), a corrupt scalar or profile when it is recorded; the next
+  B  lockstep checks of the lazy paths: a corrupt compressed image is counted when a page asks for it
+     (and the previous frame stays up), a corrupt scalar or profile when it is recorded; the next
      good frame is displayed each time.
   C  valid-but-odd data is displayed, not rejected: NaN readings, 1x1 and 10000x10 images, a missing
      channel, channels appearing and disappearing (one named like an XSS payload), pulse ids going back.
 
+Pages are tests/dash_client.py (the page's Dash callbacks and the painter's /api/frame loop).
 Returns a JSON-ready dict of figures and a list of `failures` (empty = pass).
 """
 
@@ -33,7 +34,7 @@ import zmq
 from components import ids
 from stream.encoder import Encoder
 
-from .dash_client import DashClient, dependencies, text_of
+from .dash_client import DashClient, text_of
 from .fuzz_messages import BASE_TIME, OK, XSS_NAME, Case, Fuzzer, Oracle
 from .helpers import free_port, send_multipart, wait_until
 from .live_app import app_process
@@ -44,21 +45,20 @@ def status(url: str) -> dict:
         return json.loads(response.read())
 
 
-def _has_image_payload(reply_body: dict) -> bool:
-    """The image callback's figure patch assigns a new base64 z (the frame really went out)."""
-    figure = (reply_body or {}).get(ids.IMAGE_GRAPH, {}).get("figure")
-    if not isinstance(figure, dict):
+def _has_image(shown: tuple[dict, dict] | None) -> bool:
+    """A frame answer that carries its picture (levels for every bin)."""
+    if not shown:
         return False
-    return any(op.get("location") == ["data", 0, "z"] and "bdata" in json.dumps(op.get("params"))
-               for op in figure.get("operations", []))
+    meta, parts = shown
+    return parts["levels"].size == meta["rows"] * meta["cols"] > 0
 
 
 class Browser(threading.Thread):
-    """Calls one callback in a loop until stopped; keeps status codes and exceptions."""
+    """One page calling one of its loops until stopped; keeps status codes and exceptions."""
 
-    def __init__(self, client: DashClient, call: str, period_s: float) -> None:
+    def __init__(self, page: DashClient, call: str, period_s: float) -> None:
         super().__init__(daemon=True)
-        self.client, self.call, self.period_s = client, call, period_s
+        self.page, self.call, self.period_s = page, call, period_s
         self.stop = threading.Event()
         self.codes: collections.Counter[int] = collections.Counter()
         self.exceptions: list[str] = []
@@ -66,8 +66,11 @@ class Browser(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                reply = getattr(self.client, self.call)()
-                self.codes[reply.status] += 1
+                if self.call == "frame":
+                    self.codes[self.page.frame().status] += 1
+                else:
+                    getattr(self.page, self.call)()  # raises on an HTTP error
+                    self.codes[200] += 1
             except Exception as exc:  # any failure to answer is a finding
                 self.exceptions.append(f"{exc.__class__.__name__}: {exc}")
             self.stop.wait(self.period_s)
@@ -76,13 +79,17 @@ class Browser(threading.Thread):
 class Campaign:
     def __init__(self, url: str, push: zmq.Socket, process: Any, seed: int) -> None:
         self.url, self.push, self.process = url, push, process
-        self.callbacks = dependencies(url)
-        self.client = DashClient(url, self.callbacks)
+        self.client = self.page()
         self.fuzzer = Fuzzer(seed)
         self.encoder = Encoder()
         self.failures: list[str] = []
         self.figures: dict[str, Any] = {}
         self.pulse = 50_000_000
+
+    def page(self) -> DashClient:
+        page = DashClient.http(self.url)
+        page.load()
+        return page
 
     def check(self, ok: bool, what: str) -> bool:
         if not ok:
@@ -107,30 +114,33 @@ class Campaign:
         return wait_until(lambda: (lambda s: s if s["received"] >= count else None)(status(self.url)), timeout,
                           message=f"app did not receive {count} messages")
 
-    def displayed(self, pulse_id: int, timeout: float = 15.0) -> dict | None:
-        """Ask for the image until the app shows `pulse_id`; returns the reply body that carried it."""
+    def displayed(self, pulse_id: int, timeout: float = 15.0) -> tuple[dict, dict] | None:
+        """Run the frame loop until the page shows `pulse_id`; returns that answer's (meta, parts)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            reply = self.client.image()
-            if reply.status != 200:
-                self.failures.append(f"image callback answered HTTP {reply.status}")
+            reply = self.client.frame()
+            if reply.status not in (200, 204):
+                self.failures.append(f"/api/frame answered HTTP {reply.status}: {reply.raw[:200]!r}")
                 return None
-            body = reply.body or {}
-            shown = (body.get(ids.IMAGE_RESPONSE) or {}).get("data", {}).get("pulse_id")
-            if shown == pulse_id:
-                return body
+            if reply.status == 200 and reply.body[0]["pulse_id"] == pulse_id:
+                return reply.body
             time.sleep(0.02)
         return None
+
+    def reading(self, reading_id: str) -> str | None:
+        return self.client.readings().get(reading_id, {}).get("children", self.client.value(reading_id, "children"))
 
     # ------------------------------------------------------------------ phase A
 
     def phase_a(self, messages: int) -> None:
         oracle = Oracle()
         before = status(self.url)
-        renderer = Browser(DashClient(self.url, self.callbacks), "image", 0.005)
-        health = Browser(DashClient(self.url, self.callbacks), "health", 0.2)
-        renderer.start()
-        health.start()
+        renderer = Browser(self.page(), "frame", 0.005)
+        health = Browser(self.page(), "health", 0.2)
+        readings = Browser(self.page(), "readings", 0.25)
+        browsers = (renderer, health, readings)
+        for browser in browsers:
+            browser.start()
         kinds: collections.Counter[str] = collections.Counter()
         started = time.monotonic()
         try:
@@ -143,10 +153,11 @@ class Campaign:
             after = self.wait_received(expected_received, timeout=60 + messages / 50)
         finally:
             elapsed = time.monotonic() - started
-            renderer.stop.set()
-            health.stop.set()
-            renderer.join(30)
-            health.join(30)
+            for browser in browsers:
+                browser.stop.set()
+            for browser in browsers:
+                browser.join(30)
+                browser.page.close()
         # Every case is accounted for: accepted ones received, the rest counted by reason.
         self.check(after["received"] == expected_received,
                    f"received {after['received'] - before['received']} of {oracle.accepted} acceptable messages")
@@ -157,8 +168,8 @@ class Campaign:
         render_time = sum(app_counts.values()) - sum(expected.values())
         self.check(render_time >= 0, f"app counted {render_time} fewer invalid values than the oracle")
         self.check(not oracle.mismatches, f"decoder outcome differs from the case's claim: {oracle.mismatches[:5]}")
-        for browser in (renderer, health):
-            bad = {code: n for code, n in browser.codes.items() if code != 200}
+        for browser in browsers:
+            bad = {code: n for code, n in browser.codes.items() if code not in (200, 204)}
             self.check(not bad and not browser.exceptions,
                        f"{browser.call} callback during the fuzz: {bad} {browser.exceptions[:3]}")
         self.figures["phase_a"] = {
@@ -171,8 +182,9 @@ class Campaign:
             "bad_images_when_rendered": render_time,
             "app_invalid_by_reason": dict(app_counts),
             "cases_by_family": dict(sorted(kinds.items())),
-            "renders_requested": sum(renderer.codes.values()),
+            "frames_requested": sum(renderer.codes.values()),
             "health_polls": sum(health.codes.values()),
+            "readings_polls": sum(readings.codes.values()),
         }
 
     # ------------------------------------------------------------------ phase B
@@ -217,28 +229,29 @@ class Campaign:
                 self.check(after["invalid"] == before["invalid"], f"corrupt {kind} counted before it was rendered")
                 deadline = time.monotonic() + 15
                 while status(self.url)["invalid"] == before["invalid"] and time.monotonic() < deadline:
-                    reply = self.client.image()
-                    self.check(reply.status == 200, f"image callback HTTP {reply.status} on a corrupt frame")
+                    reply = self.client.frame()
+                    self.check(reply.status in (200, 204), f"/api/frame HTTP {reply.status} on a corrupt frame")
                     time.sleep(0.02)
-                # The browser keeps the previous frame: nothing new was rendered.
-                reply = self.client.image()
-                still = (reply.body or {}).get(ids.IMAGE_RESPONSE, {}).get("data", {}).get("pulse_id")
-                self.check(still == shown, f"after a corrupt {kind} the app shows pulse {still}, not {shown}")
+                # The page keeps the previous frame: nothing new was rendered.
+                reply = self.client.frame()
+                still = (self.client.frame_meta or {}).get("pulse_id")
+                self.check(reply.status == 204 and still == shown,
+                           f"after a corrupt {kind} the page shows pulse {still} (HTTP {reply.status}), not {shown}")
             final = wait_until(lambda: (lambda s: s if s["invalid"] > before["invalid"] else None)(status(self.url)),
                                15, message=f"corrupt {kind} never counted")
             delta = collections.Counter(final["invalid_by_reason"]) - collections.Counter(before["invalid_by_reason"])
             self.check(sum(delta.values()) == 1, f"corrupt {kind} counted {dict(delta)} (want exactly one)")
             # A second look must not count the same frame again.
             if kind.endswith("image"):
-                self.client.image()
+                self.client.frame()
                 self.check(status(self.url)["invalid"] == final["invalid"], f"corrupt {kind} counted twice")
             results[f"{kind}:{','.join(delta)}"] += 1
             nxt = self.good()
-            body = self.displayed(nxt)
-            self.check(body is not None and _has_image_payload(body),
+            shown_next = self.displayed(nxt)
+            self.check(_has_image(shown_next),
                        f"next good frame {nxt} after a corrupt {kind} was not displayed with its image")
             if kind == "scalar":
-                energy = (body or {}).get(ids.BEAM_ENERGY, {}).get("children")
+                energy = self.reading(ids.BEAM_ENERGY)
                 self.check(energy not in (None, "—"), f"energy after a corrupt scalar reads {energy!r}")
         self.figures["phase_b"] = dict(results)
 
@@ -249,8 +262,8 @@ class Campaign:
         before = status(self.url)
 
         pid = self.good(beam_energy=np.float64(np.nan))
-        body = self.displayed(pid) or {}
-        energy = body.get(ids.BEAM_ENERGY, {}).get("children")
+        self.displayed(pid)
+        energy = self.reading(ids.BEAM_ENERGY)
         self.check(energy == "—", f"NaN energy shown as {energy!r}")
         seen["nan_energy_shown_as"] = energy
 
@@ -258,44 +271,43 @@ class Campaign:
             image = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
             pid = self.good(image=image, image_profile_x=image.sum(axis=0).astype(np.float64),
                             image_profile_y=image.sum(axis=1).astype(np.float64))
-            body = self.displayed(pid)
-            info = (body or {}).get(ids.IMAGE_INFO, {}).get("children", "")
-            self.check(body is not None and _has_image_payload(body) and f"{shape[1]} × {shape[0]} px" in info,
-                       f"{shape} image not displayed (info {info!r})")
-            seen[f"image_{shape[0]}x{shape[1]}"] = info
+            shown = self.displayed(pid)
+            size = self.reading(ids.IMAGE_SIZE) or ""
+            self.check(_has_image(shown) and shown[0]["shape"] == list(shape) and f"{shape[1]} × {shape[0]} px" in size,
+                       f"{shape} image not displayed (reading {size!r})")
+            seen[f"image_{shape[0]}x{shape[1]}"] = size
 
-        shown = self.good()
-        self.displayed(shown)
-        pid = self.good(image=None)  # this pulse has no image: previous frame stays, readings move on
+        shown_pid = self.good()
+        self.displayed(shown_pid)
+        pid = self.good(image=None)  # this pulse has no image: the previous frame stays, readings move on
         deadline = time.monotonic() + 10
         pulse_text = None
         while time.monotonic() < deadline:
-            reply = self.client.image()
-            pulse_text = (reply.body or {}).get(ids.PULSE_ID, {}).get("children")
+            pulse_text = self.reading(ids.PULSE_ID)
             if pulse_text == str(pid):
                 break
             time.sleep(0.02)
         self.check(pulse_text == str(pid), f"pulse id reading {pulse_text!r} after a pulse without image, want {pid}")
-        frame = (self.client.image_response or {}).get("pulse_id")
-        self.check(frame == shown, f"a pulse without image replaced the frame ({frame} instead of {shown})")
+        self.client.frame()
+        frame = (self.client.frame_meta or {}).get("pulse_id")
+        self.check(frame == shown_pid, f"a pulse without image replaced the frame ({frame} instead of {shown_pid})")
         seen["missing_image"] = {"reading": pulse_text, "frame_shown": frame}
 
         pid = self.good(**{"camera_gain": np.float64(2.5), XSS_NAME: np.float64(1.0)})
         self.wait_received(status(self.url)["received"])
-        health = self.client.health()
-        options = (health.body or {}).get(ids.CHANNEL_SELECT, {}).get("options") or self.client.channel_options or []
+        self.client.history()  # the fourth chart's channel list comes with the history
+        options = self.client.value(ids.CHANNEL_SELECT, "options") or []
         labels = [o.get("label") for o in options]
         self.check("camera_gain" in labels and XSS_NAME in labels, f"new channels missing from the list: {labels}")
         pid = self.good(beam_energy=...)  # channels disappear again
-        body = self.displayed(pid)
-        self.check(body is not None, "message without beam_energy/camera_gain not displayed")
+        self.check(self.displayed(pid) is not None, "message without beam_energy/camera_gain not displayed")
         seen["channels_after_churn"] = labels
 
         now = status(self.url)
         back = self.good(pulse_id=now["last_pulse_id"] - 1000)  # sender restarted with older ids
-        body = self.displayed(back)
+        shown = self.displayed(back)
         after = status(self.url)
-        self.check(body is not None, f"pulse {back} (id going backwards) not displayed")
+        self.check(shown is not None, f"pulse {back} (id going backwards) not displayed")
         self.check(after["reverted_pulses"] > now["reverted_pulses"], "reverted pulse id not counted")
         self.check(after["invalid"] == before["invalid"], f"valid-but-odd data was rejected: "
                    f"{collections.Counter(after['invalid_by_reason']) - collections.Counter(before['invalid_by_reason'])}")
@@ -343,8 +355,8 @@ def run_campaign(messages: int = 1500, seed: int = 1, lockstep_rounds: int = 20)
             campaign.phase_c()
             final = status(url)
             rss2, threads2 = proc.memory_info().rss, proc.num_threads()
-            panel = campaign.client.health()
-            text = text_of((panel.body or {}).get(ids.HEALTH_PANEL, {}).get("children"))
+            campaign.client.health()
+            text = text_of(campaign.client.value(ids.HEALTH_PANEL, "children"))
             campaign.check(process.poll() is None, f"app exited with {process.returncode}")
             campaign.check(final["state"] == "live", f"receiver state {final['state']} after the campaign")
             campaign.check(final["receiver_restarts"] == 0,
@@ -366,6 +378,7 @@ def run_campaign(messages: int = 1500, seed: int = 1, lockstep_rounds: int = 20)
                 "health_panel_text": text,
                 "failures": campaign.failures,
             }
+            campaign.client.close()
         # app_process sent SIGTERM on exit; a crash would have shown as a non-zero/-11 code.
         drain.join(10)
         result["app_exit_code"] = process.returncode

@@ -1,5 +1,5 @@
 """Faults the dashboard must survive: senders dying and coming back, no sender, late joiners, bad host
-names, browsers that stop reading, and its own receiver loop raising.
+names, browsers that stop reading, its own per-message work raising, and an unreachable cam_server.
 
 Senders are real processes (tests/sender.py) killed with SIGKILL, so the receiver sees what it sees
 when a camera server crashes: a TCP reset, nothing polite. Timings are measured from the moment
@@ -25,7 +25,7 @@ from typing import Iterator
 import pytest
 
 from components import ids
-from tests.dash_client import DashClient, dependencies, text_of
+from tests.dash_client import DashClient, text_of
 from tests.helpers import LOCALHOST, free_port, wait_until
 from tests.live_app import get, running_app
 
@@ -81,10 +81,17 @@ def received_after(url: str, count: int, since: float, timeout: float = 15.0) ->
     return time.monotonic() - since
 
 
-def shown_pulse(client: DashClient) -> int | None:
-    reply = client.image()
-    assert reply.status == 200
-    return (client.image_response or {}).get("pulse_id")
+def shown_pulse(page: DashClient) -> int | None:
+    """The pulse id of the frame on the page after one request of its frame loop."""
+    reply = page.frame(128, 96)
+    assert reply.status in (200, 204), reply.status
+    return (page.frame_meta or {}).get("pulse_id")
+
+
+def page_of(url: str) -> DashClient:
+    page = DashClient.http(url)
+    page.load()
+    return page
 
 
 @pytest.mark.parametrize("mode", ["pull", "sub"])
@@ -92,18 +99,21 @@ def test_sender_killed_and_restarted_is_live_again_within_2_s(mode: str) -> None
     port = free_port()
     sender_mode = "push" if mode == "pull" else "pub"
     with senders() as started, running_app(["--stream", f"tcp://{LOCALHOST}:{port}", "--mode", mode,
-                                            "-d", "0.05"]) as (url, _app, _source):
+                                            "-d", "0.05"]) as live:
+        url = live.url
         first = Sender(port, sender_mode, start_pulse=5_000_000)
         started.append(first)
         received_after(url, 0, first.bound_at, timeout=30)
         wait_until(lambda: status(url)["state"] == "live", 10)
-        client = DashClient(url, dependencies(url))
+        client = page_of(url)
         wait_until(lambda: (shown_pulse(client) or 0) >= 5_000_000, 15, message="first sender's frames not shown")
 
         first.kill()  # SIGKILL: no goodbye on the wire
         wait_until(lambda: status(url)["state"] == "stalled", 15, message="dead sender never shown as stalled")
-        badge = text_of(client.health().body[ids.STREAM_STATE]["children"])
-        assert badge == "stalled"
+        assert client.health()[ids.STREAM_STATE]["children"] == "stalled"
+        client.frame(128, 96)  # the last frames the dead sender sent, if the page had not shown them yet
+        quiet = client.frame(128, 96)
+        assert quiet.status == 204 and client.stream_header(quiet)["state"] == "stalled"
 
         before = status(url)
         second = Sender(port, sender_mode, start_pulse=1)  # a restarted camera server counts from the start
@@ -116,25 +126,29 @@ def test_sender_killed_and_restarted_is_live_again_within_2_s(mode: str) -> None
         wait_until(lambda: (shown_pulse(client) or 10**9) < 5_000_000, 15, message="restarted sender not shown")
         after = status(url)
         assert after["reverted_pulses"] >= 1 and after["invalid"] == 0 and after["receiver_restarts"] == 0
+        client.close()
 
 
 def test_no_sender_at_start_is_waiting_then_live() -> None:
     port = free_port()
-    with senders() as started, running_app(["--stream", f"tcp://{LOCALHOST}:{port}"]) as (url, _app, _source):
-        client = DashClient(url, dependencies(url))
+    with senders() as started, running_app(["--stream", f"tcp://{LOCALHOST}:{port}"]) as live:
+        url = live.url
         assert status(url)["state"] == "waiting"
-        health = client.health().body
-        assert text_of(health[ids.STREAM_STATE]["children"]) == "waiting"
+        client = page_of(url)
+        health = client.health()
+        assert health[ids.STREAM_STATE]["children"] == "waiting"
         assert "last message|never" in text_of(health[ids.HEALTH_PANEL]["children"])
-        image = client.image()
-        assert image.status == 200 and image.body[ids.IMAGE_INFO]["children"].startswith("waiting")
+        nothing = client.frame()
+        assert nothing.status == 204 and client.stream_header(nothing)["state"] == "waiting"
 
         sender = Sender(port)
         started.append(sender)
         seconds = received_after(url, 0, sender.bound_at)
         log.info("no sender at start: first message %.3f s after the sender bound its socket", seconds)
         assert seconds < RECOVERY_LIMIT_S, f"first message {seconds:.2f} s after the sender appeared"
-        wait_until(lambda: text_of(client.health().body[ids.STREAM_STATE]["children"]) == "live", 10)
+        wait_until(lambda: client.health()[ids.STREAM_STATE]["children"] == "live", 10)
+        wait_until(lambda: client.frame().status == 200, 10, message="the first frame was not shown")
+        client.close()
 
 
 def test_slow_joining_sub_starts_mid_stream_without_counting_the_past() -> None:
@@ -142,7 +156,8 @@ def test_slow_joining_sub_starts_mid_stream_without_counting_the_past() -> None:
     with senders() as started:
         sender = Sender(port, "pub", start_pulse=1)  # publishing into the void before anyone subscribes
         started.append(sender)
-        with running_app(["--stream", f"tcp://{LOCALHOST}:{port}", "--mode", "sub"]) as (url, _app, _source):
+        with running_app(["--stream", f"tcp://{LOCALHOST}:{port}", "--mode", "sub"]) as live:
+            url = live.url
             wait_until(lambda: status(url)["received"] >= 50, 30, message="SUB never received")
             now = status(url)
     assert now["state"] == "live"
@@ -170,15 +185,22 @@ BIG_ASSET = "/_dash-component-suites/plotly/package_data/plotly.min.js"  # 4.8 M
 
 
 def _latencies(url: str, client: DashClient, seconds: float) -> tuple[list[float], list[str]]:
-    """Round trips of /api/status and the image callback for `seconds`; (latencies, errors)."""
+    """Round trips of /api/status, the frame loop and the readings for `seconds`; (latencies, errors)."""
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for call in ("status", "image"):
+        for call in ("status", "frame", "readings"):
             started = time.perf_counter()
             try:
-                code = get(url + "/api/status", timeout=10)[0] if call == "status" else client.image().status
+                if call == "status":
+                    code = get(url + "/api/status", timeout=10)[0]
+                elif call == "frame":
+                    code = client.frame().status
+                    code = 200 if code == 204 else code
+                else:
+                    client.readings()  # raises on an HTTP error
+                    code = 200
             except Exception as exc:
                 errors.append(f"{call}: {exc!r}")
                 continue
@@ -196,7 +218,7 @@ class BadClients:
         self.port = port
         self.sockets: list[socket.socket] = []
         self.stop = threading.Event()
-        paths = [BIG_ASSET, "/api/readings.csv", "/", BIG_ASSET]
+        paths = [BIG_ASSET, "/api/readings.csv", "/api/snapshot.h5", BIG_ASSET]
         for i in range(stuck):
             self._open().sendall(f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         self.loris = [self._open() for _ in range(loris)]
@@ -214,7 +236,7 @@ class BadClients:
         return sock
 
     def _dribble(self) -> None:
-        request = b"POST /_dash-update-component HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"
+        request = b"PUT /api/rois HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"
         i = 0
         while not self.stop.wait(0.5):
             for sock in self.loris:
@@ -236,9 +258,10 @@ class BadClients:
 
 
 def test_browsers_that_stop_reading_do_not_slow_the_others() -> None:
-    with running_app(["-d", "0.05"]) as (url, _app, source):
-        wait_until(lambda: source.buffer.latest_frame() is not None, 30)
-        client = DashClient(url, dependencies(url))
+    with running_app(["-d", "0.05"]) as live:
+        url = live.url
+        wait_until(lambda: live.camera().frames.latest() is not None, 30)
+        client = page_of(url)
         baseline, errors = _latencies(url, client, 3.0)
         assert not errors
         bad = BadClients(int(url.rsplit(":", 1)[1]))
@@ -263,27 +286,57 @@ def test_browsers_that_stop_reading_do_not_slow_the_others() -> None:
 # ------------------------------------------------------------------------------------ our own bugs
 
 
-class _Exploding:
-    """Stands in for the receiver's decoder: raises a non-bsread error (a bug of ours) once."""
-
-    def decode(self, frames):
-        raise RuntimeError("injected fault in the receiver loop")
-
-
-def test_receiver_loop_raising_is_logged_restarted_and_shown(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bug_in_the_per_message_work_is_logged_restarted_and_shown(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug of ours (here: the ingest raising once) must not end the stream."""
     caplog.set_level(logging.ERROR, logger="stream.receiver")
-    with running_app([]) as (url, _app, source):
+    with running_app([]) as live:
+        url = live.url
         wait_until(lambda: status(url)["state"] == "live", 30)
-        source.receiver._decoder = _Exploding()  # the loop recreates its decoder after a failure
+        camera = live.camera()
+        pulse = camera.ingest.pulse
+        fired = threading.Event()
+
+        def explode_once(message):
+            if not fired.is_set():
+                fired.set()
+                raise RuntimeError("injected fault in the receiver loop")
+            return pulse(message)
+
+        camera.ingest.pulse = explode_once  # instance attribute: this camera only
         wait_until(lambda: status(url)["receiver_restarts"] == 1, 10, message="restart not counted")
         before = status(url)["received"]
         wait_until(lambda: status(url)["received"] > before + 10, 10, message="stream did not resume")
         now = status(url)
-        client = DashClient(url, dependencies(url))
-        panel = text_of(client.health().body[ids.HEALTH_PANEL]["children"])
-        assert source.receiver.running
+        page = page_of(url)
+        panel = text_of(page.health()[ids.HEALTH_PANEL]["children"])
+        assert camera.running
+        page.close()
     assert now["state"] == "live" and now["receiver_restarts"] == 1
     assert "injected fault" in now["last_error"]
     assert "receiver restarts|1 (RuntimeError: injected fault in the receiver loop)" in panel
     logged = [r for r in caplog.records if r.name == "stream.receiver" and r.exc_info]
     assert len(logged) == 1 and "injected fault" in str(logged[0].exc_info[1])
+
+
+def test_an_unreachable_camserver_is_one_clear_message_and_the_other_cameras_go_on() -> None:
+    port = free_port()
+    with senders() as started, running_app(["--camserver", f"http://{LOCALHOST}:{free_port()}",
+                                            "--stream", f"fixed=tcp://{LOCALHOST}:{port}"]) as live:
+        url = live.url
+        started.append(Sender(port))
+        wait_until(lambda: status(url)["state"] == "live", 30, message="the fixed camera did not go live")
+        cameras = json.loads(get(url + "/api/cameras")[1])
+        assert [c["name"] for c in cameras["cameras"]] == ["fixed"]
+        reason = cameras["camserver_error"]
+        assert reason and "Traceback" not in reason and "\n" not in reason
+        assert status(url)["camserver_error"] == reason
+        code, body = get(url + "/api/status?camera=simulation")
+        assert code == 404 and reason in json.loads(body)["error"]
+        page = page_of(url)
+        page.health()
+        assert page.value(ids.CAMERA_MESSAGE, "children") == f"cam_server: {reason}"
+        page.set(ids.CAMERA_SELECT, "value", "simulation")
+        assert reason in page.value(ids.CAMERA_MESSAGE, "children")
+        page.set(ids.CAMERA_SELECT, "value", "fixed")
+        assert page.frame().status == 200
+        page.close()

@@ -62,51 +62,43 @@ def test_zero_size_image_is_not_a_frame():
     failed with ZeroDivisionError in the renderer (HTTP 500) until the next frame."""
     import numpy as np
 
-    from stream.encoder import Encoder
+    from tests.web_fixtures import FedCamera
 
-    from stream.protocol import Decoder
-    from stream.ring_buffer import RingBuffer
-
-    buffer, encoder, decoder = RingBuffer(8), Encoder(), Decoder()
-    buffer.append(decoder.decode(encoder.encode(1, 1.8e9, {"image": np.ones((4, 4))})))
+    camera = FedCamera()
+    camera.feed({"image": np.ones((4, 4))})
     for compression in ("none", "lz4", "bitshuffle_lz4"):
-        empty = decoder.decode(encoder.encode(2, 1.8e9, {"image": np.ones((0, 5), np.float32)},
-                                              compression=compression))
-        buffer.append(empty)
-        assert buffer.latest_frame().pulse_id == 1
+        camera.feed({"image": np.ones((0, 5), np.float32)}, compression=compression)
+        assert camera.frames.latest().pulse_id == 1
+    assert camera.buffer.count == 4 and camera.health().invalid == 0  # the pulses are recorded, not shown
 
 
 @pytest.mark.parametrize("compression", ["lz4", "bitshuffle_lz4"])
 def test_corrupt_image_without_profiles_is_counted_once_and_not_shown(compression):
     """Found by the campaign: without profiles, the statistics decoded the image on arrival (count 1),
     it still became the latest frame, and rendering it counted it again (count 2)."""
-    import collections
     import struct
 
     import numpy as np
 
-    from callbacks.frame_cache import FrameCache
-    from components.image_panel import ImageView
     from stream.encoder import Encoder
-    from stream.protocol import Decoder
-    from stream.ring_buffer import RingBuffer
+    from tests.web_fixtures import FedCamera
+    from web.frame_service import FrameService
+    from web.render import View
 
-    counts: collections.Counter[str] = collections.Counter()
-    buffer = RingBuffer(8, on_bad_value=lambda exc: counts.update([exc.reason]))
-    encoder, decoder = Encoder(), Decoder()
+    camera = FedCamera()
     image = np.random.default_rng(1).integers(0, 4000, (96, 128)).astype(np.uint16)
-    buffer.append(decoder.decode(encoder.encode(1, 1.8e9, {"image": image})))
-    parts = encoder.encode(2, 1.8e9, {"image": image}, compression={"image": compression})
+    camera.feed({"image": image})
+    parts = Encoder().encode(2, 1.8e9, {"image": image}, compression={"image": compression})
     value = bytearray(parts[2])
     if compression == "lz4":
         value[4:] = bytes([0xF0]) + bytes([255] * 200)
     else:
         struct.pack_into(">I", value, 12, 5)
     parts[2] = bytes(value)
-    buffer.append(decoder.decode(parts))
-    cache = FrameCache(buffer, 0.0, on_bad_frame=lambda exc: counts.update([exc.reason]))
-    entry = cache.get(ImageView())
-    assert cache.get(ImageView()) is entry
-    assert dict(counts) == {"bad-compression": 1}
-    assert entry.pulse_id == 1 and buffer.latest_frame().pulse_id == 1
-    assert buffer.count == 2  # the pulse itself is recorded (readings, history), only its image is not shown
+    camera.feed_parts(parts)
+    service = FrameService(0.0)
+    entry = service.frame(camera, View())
+    assert service.frame(camera, View()).pulse_id == entry.pulse_id == 1
+    assert camera.health().invalid_by_reason == {"bad-compression": 1}
+    assert camera.frames.latest().pulse_id == 1
+    assert camera.buffer.count == 2  # the pulse itself is recorded (readings, history), only its image is not shown

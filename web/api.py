@@ -228,6 +228,10 @@ def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint
         return flask.Response(body, mimetype="text/csv",
                               headers={"Content-Disposition": f'attachment; filename="{safe_filename(name)}"'})
 
+    @api.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def no_such_endpoint(unknown: str):  # not Dash's page, which answers every other path with 200
+        return json_response({"error": "no such endpoint"}, 404)
+
     return api
 
 

@@ -209,8 +209,8 @@ def profile_curves(camera: StreamSource, frame: Frame, processed: Processed
                 profile = value
         if profile is None:
             with np.errstate(all="ignore"):
-                profile = np.nansum(image, axis=1 - k, dtype=np.float64) if image.dtype.kind == "f" else \
-                    image.sum(axis=1 - k, dtype=np.float64)
+                profile = np.nansum(image, axis=k, dtype=np.float64) if image.dtype.kind == "f" else \
+                    image.sum(axis=k, dtype=np.float64)
         curves[k]["profile"] = profile
         fit = gaussian(frame.computed, axis, length)
         if fit is not None:

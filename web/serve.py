@@ -69,7 +69,8 @@ class Server:
         self._server = waitress.create_server(wsgi_app, host=host, port=port, threads=threads,
                                               channel_timeout=CHANNEL_TIMEOUT_S, connection_limit=connection_limit(),
                                               max_request_body_size=1024 * 1024, ident="stream-online-viewer")
-        self._thread = threading.Thread(target=self._server.run, name="waitress", daemon=True)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="waitress", daemon=True)
 
     @property
     def port(self) -> int:
@@ -79,10 +80,20 @@ class Server:
         self._thread.start()
         return self
 
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            if not self._closing.is_set():  # closing: its sockets went away under its select()
+                raise
+
     def close(self, timeout: float = 1.0) -> None:
-        """Stop accepting, let the worker threads go; connections still open end with the process."""
-        self._server.close()
+        """Let the worker threads finish (at most `timeout`), then stop accepting; connections still
+        open end with the process. Workers first: one finishing a request wakes the server loop
+        through its trigger, which close() closes (EBADF, a traceback in the log)."""
+        self._closing.set()
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+        self._server.close()
 
 
 def wait_for_signal() -> int:

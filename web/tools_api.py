@@ -50,7 +50,8 @@ def blueprint(registry: CameraRegistry) -> flask.Blueprint:
             except RoiError as exc:
                 raise ApiError(400, str(exc)) from None
             camera.rois.replace(parsed)
-        return json_response({"rois": [roi.as_dict() for roi in camera.rois.rois], "version": camera.rois.version})
+        # Exactly the documented document: a script can PUT back what it got.
+        return json_response({"rois": [roi.as_dict() for roi in camera.rois.rois]})
 
     @tools.route("/api/background", methods=["GET", "POST", "DELETE"])
     def background():
