@@ -52,13 +52,13 @@ def add_drawn(camera: StreamSource, shape: dict, wanted: str | None) -> str:
 
 
 def register(app: Dash, registry: CameraRegistry) -> None:
-    @app.callback(Output(ids.TOOLS, "is_open"), Input(ids.TOOLS_BUTTON, "n_clicks"), State(ids.TOOLS, "is_open"),
-                  prevent_initial_call=True)
+    @app.callback(Output(ids.TOOLS, "is_open"), Output(ids.TOOLS_INTERVAL, "disabled"),
+                  Input(ids.TOOLS_BUTTON, "n_clicks"), State(ids.TOOLS, "is_open"), prevent_initial_call=True)
     def toggle_tools(_clicks, is_open):
-        return not is_open
+        return not is_open, is_open  # the tools' own refresh runs only while they are shown
 
     @app.callback(Output(ids.BACKGROUND_STATE, "children"), Input(ids.BACKGROUND_GRAB, "n_clicks"),
-                  Input(ids.BACKGROUND_CLEAR, "n_clicks"), Input(ids.HEALTH_INTERVAL, "n_intervals"),
+                  Input(ids.BACKGROUND_CLEAR, "n_clicks"), Input(ids.TOOLS_INTERVAL, "n_intervals"),
                   State(ids.BACKGROUND_FRAMES, "value"), State(ids.CAMERA_SELECT, "value"))
     def background(_grab, _clear, _n, frames, camera_name):
         try:
@@ -77,7 +77,7 @@ def register(app: Dash, registry: CameraRegistry) -> None:
     @app.callback(Output(ids.ROI_MESSAGE, "children"), Output(ids.ROI_LIST, "children"),
                   Output(ids.ROI_VERSION, "data"),
                   Input(ids.IMAGE_GRAPH, "relayoutData"), Input(ids.ROI_CLEAR, "n_clicks"),
-                  Input({"type": ROI_DELETE, "name": ALL}, "n_clicks"), Input(ids.HEALTH_INTERVAL, "n_intervals"),
+                  Input({"type": ROI_DELETE, "name": ALL}, "n_clicks"), Input(ids.TOOLS_INTERVAL, "n_intervals"),
                   State(ids.ROI_NAME, "value"), State(ids.CAMERA_SELECT, "value"), State(ids.ROI_VERSION, "data"))
     def regions(relayout, _clear, _deletes, _n, wanted, camera_name, shown):
         try:

@@ -47,6 +47,7 @@ CROSSHAIR = "crosshair-switch"
 # Operator tools (folded under the image toolbar)
 TOOLS_BUTTON = "tools-button"
 TOOLS = "tools-collapse"
+TOOLS_INTERVAL = "tools-interval"  # refreshes the tools (background state, regions) while they are shown
 AVERAGE = "average-frames"
 BACKGROUND_FRAMES = "background-frames"
 BACKGROUND_GRAB = "background-grab-button"

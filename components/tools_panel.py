@@ -50,5 +50,6 @@ def tools_panel() -> html.Div:
             ], size="sm")),
         ], className="g-2 flex-nowrap tools-row"),
         dcc.Store(id=ids.ROI_VERSION),
+        dcc.Interval(id=ids.TOOLS_INTERVAL, interval=1000, disabled=True),
         dcc.Store(id=ids.HISTORY_LOOP_SINK),
     ], className="tools")

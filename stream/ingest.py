@@ -21,6 +21,7 @@ from .background import Background
 from .frames import Frame
 from .layout import UNIT_SUFFIX, Axis, AxisCache, ChannelNames, StreamLayout, detect, pixel_axis
 from .protocol import BsreadError, ChannelValue, Message
+from .ring_buffer import BOOKKEEPING
 from .rois import RoiSet, roi_values
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class Ingest:
             if not math.isfinite(value):
                 self.nonfinite_values += 1
                 value = math.nan
-            row[name] = value
+            # cam_server sends a `timestamp` channel: kept beside the history's own pulse time
+            row[f"{name} (channel)" if name in BOOKKEEPING else name] = value
         return row
 
     @staticmethod

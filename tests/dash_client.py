@@ -343,8 +343,12 @@ class DashClient:
     def readings(self) -> dict[str, dict[str, Any]]:
         return self.tick(ids.READINGS_INTERVAL)
 
+    def tools(self) -> dict[str, dict[str, Any]]:
+        """One tick of the tools' refresh (it runs while the tools are shown)."""
+        return self.tick(ids.TOOLS_INTERVAL)
+
     def health(self) -> dict[str, dict[str, Any]]:
-        """One tick of the 1 Hz interval: health, camera list, background state, regions."""
+        """One tick of the 1 Hz interval: header (state, health line, camera list; details when unfolded)."""
         return self.tick(ids.HEALTH_INTERVAL)
 
     def history(self) -> dict[str, dict[str, Any]]:

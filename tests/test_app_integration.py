@@ -167,7 +167,9 @@ def test_readings_and_health_callbacks(sim_app) -> None:
     health = page.health()
     assert health[ids.STREAM_STATE] == {"children": "live", "color": "success"}
     assert health[ids.STREAM_RATE]["children"].endswith(" Hz")
-    assert "invalid messages|0" in text_of(health[ids.HEALTH_PANEL]["children"])
+    assert ids.HEALTH_PANEL not in health  # the folded details are not built
+    page.click(ids.HEALTH_TOGGLE)
+    assert "invalid messages|0" in text_of(page.health()[ids.HEALTH_PANEL]["children"])
     figure = page.value(ids.IMAGE_GRAPH, "figure")
     assert figure["layout"]["meta"]["shape"] == [480, 640]  # built when the geometry arrived
     assert page.readings().get(ids.IMAGE_GEOMETRY) is None  # unchanged geometry: the figure stays
@@ -180,7 +182,7 @@ def test_readings_and_health_callbacks(sim_app) -> None:
     refused = page.set(ids.RANGE_MAX, "value", 1)
     assert refused[ids.RANGE_MESSAGE]["children"] == "min must be less than max"
     assert page.set(ids.RANGE_MAX, "value", 50)[ids.RANGE_MESSAGE]["children"] == ""
-    assert page.click(ids.HEALTH_TOGGLE)[ids.HEALTH_DETAILS]["is_open"] is True
+    assert page.click(ids.HEALTH_TOGGLE)[ids.HEALTH_DETAILS]["is_open"] is False  # unfolded above: folds
     assert page.click(ids.TOOLS_BUTTON)[ids.TOOLS]["is_open"] is True
     page.close()
 
@@ -191,11 +193,13 @@ def test_history_full_figures_then_increments(sim_app) -> None:
     loaded = page.load()
     figure = loaded[ids.ENERGY_HISTORY]["figure"]
     assert figure["layout"]["xaxis"]["title"]["text"] == "time (UTC)"
-    band_max, band_min, mean = figure["data"]
-    assert mean["name"] == "energy" and band_min["fill"] == "tonexty"
+    band, mean = figure["data"]
+    assert mean["name"] == "energy" and band["fill"] == "toself"
     shown = [y for y in mean["y"] if y is not None]
     assert shown and all(5.0 <= y <= 5.5 for y in shown)
-    assert all(lo <= m <= hi for lo, m, hi in zip(band_min["y"], mean["y"], band_max["y"]) if m is not None)
+    quads = [band["y"][i:i + 5] for i in range(0, len(band["y"]), 5)]
+    assert len(quads) == len(mean["y"])
+    assert all(q[2] <= m <= q[0] for q, m in zip(quads, mean["y"]) if m is not None)
     response = page.value(ids.HISTORY_RESPONSE, "data")
     wait_status(sim_app.url, lambda s: s["last_message_age_s"] is not None and
                 s["received"] > 300 + 3 * 100 * response["w"])
@@ -204,8 +208,8 @@ def test_history_full_figures_then_increments(sim_app) -> None:
     assert all("figure" not in value for key, value in tick.items() if key != ids.HISTORY_RESPONSE)
     extend = tick[ids.ENERGY_HISTORY]["extendData"]
     data, traces, max_points = extend
-    assert traces == [0, 1, 2] and max_points >= len(mean["x"])
-    assert data["x"][2][0] == pytest.approx(mean["x"][-1] + 1000 * response["w"], abs=0.2)  # the next bucket
+    assert traces == [0, 1] and max_points["y"][1] >= len(mean["x"]) and max_points["y"][0] == 5 * max_points["y"][1]
+    assert data["x"][1][0] == pytest.approx(mean["x"][-1] + 1000 * response["w"], abs=0.2)  # the next bucket
     pulses = page.set(ids.HISTORY_XAXIS, "value", "pulse_id")
     axis = pulses[ids.ENERGY_HISTORY]["figure"]["layout"]["xaxis"]
     assert axis["tickformat"] == "d" and axis["title"]["text"] == "pulse id"
@@ -217,8 +221,8 @@ def test_a_fourth_chart_of_a_chosen_channel(sim_app) -> None:
     page.load()
     reply = page.set(ids.CHANNEL_SELECT, "value", "image_size_x")
     figure = reply[ids.CHANNEL_HISTORY]["figure"]
-    assert figure["data"][2]["name"] == "image_size_x"
-    assert {y for y in figure["data"][2]["y"] if y is not None} == {640.0}
+    assert figure["data"][1]["name"] == "image_size_x"
+    assert {y for y in figure["data"][1]["y"] if y is not None} == {640.0}
     options = page.value(ids.CHANNEL_SELECT, "options")
     assert {"label": "beam_energy", "value": "beam_energy"} in options
     assert {"label": "beam_rms_x (computed)", "value": "beam_rms_x"} in options
@@ -382,15 +386,15 @@ def test_bsread_sender_history_buckets_are_the_csv_rows(bsread_app) -> None:
     live, camera = bsread_app
     page = DashClient.http(live.url)
     page.load()
-    band_max, band_min, mean = page.value(ids.ENERGY_HISTORY, "figure")["data"]
+    band, mean = page.value(ids.ENERGY_HISTORY, "figure")["data"]
+    band_max, band_min = band["y"][0::5], band["y"][2::5]  # each bucket: max, max, min, min, gap
     width = page.value(ids.HISTORY_RESPONSE, "data")["w"]
     frame = readings(live.url, "?seconds=60")
     groups = frame.groupby(np.floor(frame["timestamp_epoch"] / width))["beam_energy"]
     complete = [key for key in groups.groups if key < math.floor(frame["timestamp_epoch"].iloc[-1] / width)]
     expected = {(k + 0.5) * width * 1000: (groups.get_group(k).min(), groups.get_group(k).mean(),
                                            groups.get_group(k).max()) for k in complete}
-    shown = {x: (lo, m, hi) for x, lo, m, hi in zip(mean["x"], band_min["y"], mean["y"], band_max["y"])
-             if m is not None}
+    shown = {x: (lo, m, hi) for x, lo, m, hi in zip(mean["x"], band_min, mean["y"], band_max) if m is not None}
     assert len(expected) >= 20 and sorted(shown) == pytest.approx(sorted(expected), abs=0.05)  # the same buckets
     for (x, got), want in zip(sorted(shown.items()), [expected[k] for k in sorted(expected)]):
         assert got == pytest.approx(want, rel=1e-12), x  # min, mean, max of the same rows
@@ -432,7 +436,7 @@ def test_before_the_first_message_everything_answers() -> None:
         reply = page.frame()
         assert reply.status == 204 and page.stream_header(reply)["state"] == "waiting"
         assert json.loads(get(live.url + "/api/pixel?col=0&row=0")[1]) == {"error": "no frame yet"}
-        assert loaded[ids.ENERGY_HISTORY]["figure"]["data"][2]["x"] == []
+        assert loaded[ids.ENERGY_HISTORY]["figure"]["data"][1]["x"] == []
         tick = page.history()
         assert all("extendData" not in value and "figure" not in value for value in tick.values())
         page.close()

@@ -117,34 +117,35 @@ TWO_AXES = Chart("Centroid and size", "centroid (px)", (Series("a", "centroid x"
 
 
 def test_each_series_is_a_band_and_a_mean_line() -> None:
-    data = {"x": [1, 2, 3], "e": {"mean": [2.0, None, 4.0], "min": [1.0, None, 3.0], "max": [3.0, None, 5.0]}}
-    band_max, band_min, mean = traces(CHART, data)
-    assert band_max["y"] == [3.0, None, 5.0] and band_min["y"] == [1.0, None, 3.0] and mean["y"] == [2.0, None, 4.0]
-    assert band_min["fill"] == "tonexty" and band_max["line"]["width"] == 0  # the band fills between min and max
-    assert all(trace["connectgaps"] is False for trace in (band_max, band_min, mean))
-    assert mean["name"] == "energy" and band_max["hoverinfo"] == "skip"
+    data = {"x": [10, 20, 30], "e": {"mean": [2.0, None, 4.0], "min": [1.0, None, 3.0], "max": [3.0, None, 5.0]}}
+    band, mean = traces(CHART, data, 10)
+    # each bucket's min-max as its own closed shape, an empty bucket as five gaps (trimming stays aligned)
+    assert band["x"] == [5, 15, 15, 5, None, None, None, None, None, None, 25, 35, 35, 25, None]
+    assert band["y"] == [3.0, 3.0, 1.0, 1.0, None, None, None, None, None, None, 5.0, 5.0, 3.0, 3.0, None]
+    assert band["fill"] == "toself" and band["line"]["width"] == 0 and band["hoverinfo"] == "skip"
+    assert mean["y"] == [2.0, None, 4.0] and mean["connectgaps"] is False and mean["name"] == "energy"
 
 
 def test_pulse_id_axis_reads_full_integers() -> None:
-    figure = history_figure(CHART, {"x": [15_000_000_000]}, "pulse_id", "r")
+    figure = history_figure(CHART, {"x": [15_000_000_000]}, "pulse_id", "r", 1)
     axis = figure["layout"]["xaxis"]
     assert axis["tickformat"] == "d" and axis["hoverformat"] == "d" and axis["title"]["text"] == "pulse id"
 
 
 def test_time_axis_is_labelled_utc() -> None:
-    axis = history_figure(CHART, {"x": []}, "time", "r")["layout"]["xaxis"]
+    axis = history_figure(CHART, {"x": []}, "time", "r", 200)["layout"]["xaxis"]
     assert axis["type"] == "date" and axis["title"]["text"] == "time (UTC)"
 
 
 def test_second_axis_and_units() -> None:
-    layout = history_figure(TWO_AXES, {"x": []}, "time", "r")["layout"]
+    layout = history_figure(TWO_AXES, {"x": []}, "time", "r", 200)["layout"]
     assert layout["yaxis"]["title"]["text"] == "centroid (px)"
     assert layout["yaxis2"]["title"]["text"] == "rms size (px)" and layout["yaxis2"]["overlaying"] == "y"
-    assert [t["yaxis"] for t in traces(TWO_AXES, {"x": []})] == ["y"] * 3 + ["y2"] * 3
+    assert [t["yaxis"] for t in traces(TWO_AXES, {"x": []}, 200)] == ["y"] * 2 + ["y2"] * 2
 
 
 def test_a_chart_without_series_says_what_to_do() -> None:
-    figure = history_figure(Chart("", "", (), empty="choose a channel"), {"x": []}, "time", "r")
+    figure = history_figure(Chart("", "", (), empty="choose a channel"), {"x": []}, "time", "r", 200)
     assert figure["data"] == []
     assert figure["layout"]["annotations"][0]["text"] == "choose a channel"
     assert figure["layout"]["xaxis"] == {"visible": False}
@@ -153,18 +154,22 @@ def test_a_chart_without_series_says_what_to_do() -> None:
 def test_stream_text_in_titles_is_escaped_for_plotly() -> None:
     hostile = '<a href="https://example.invalid">x</a> & <b>'
     assert plotly_text(hostile) == '&lt;a href="https://example.invalid"&gt;x&lt;/a&gt; &amp; &lt;b&gt;'
-    figure = history_figure(Chart(hostile, hostile, (Series("e", hostile),)), {"x": []}, "time", "r")
+    figure = history_figure(Chart(hostile, hostile, (Series("e", hostile),)), {"x": []}, "time", "r", 200)
     assert "<" not in figure["layout"]["title"]["text"] and "<" not in figure["layout"]["yaxis"]["title"]["text"]
 
 
-def test_extend_data_has_three_traces_per_series_in_figure_order() -> None:
-    data = {"x": [1, 2], "a": {"mean": [1.0, 2.0], "min": [0.5, 1.5], "max": [1.5, 2.5]},
+def test_extend_data_has_a_band_and_a_mean_per_series_in_figure_order() -> None:
+    data = {"x": [10, 20], "a": {"mean": [1.0, 2.0], "min": [0.5, 1.5], "max": [1.5, 2.5]},
             "b": {"mean": [None, 3.0], "min": [None, 2.0], "max": [None, 4.0]}}
-    value, indices, max_points = extend_data(TWO_AXES, data, 123)
-    assert indices == [0, 1, 2, 3, 4, 5] and max_points == 123
-    assert value["x"] == [[1, 2]] * 6
-    assert value["y"] == [[1.5, 2.5], [0.5, 1.5], [1.0, 2.0], [None, 4.0], [None, 2.0], [None, 3.0]]
-    assert extend_data(CHART, {"x": [], "e": {}}, 10) is None
+    value, indices, max_points = extend_data(TWO_AXES, data, 123, 10)
+    assert indices == [0, 1, 2, 3]
+    assert max_points == {"x": [615, 123, 615, 123], "y": [615, 123, 615, 123]}  # five band points a bucket
+    assert value["x"][1] == value["x"][3] == [10, 20]
+    assert value["y"][0] == [1.5, 1.5, 0.5, 0.5, None, 2.5, 2.5, 1.5, 1.5, None] and value["y"][1] == [1.0, 2.0]
+    assert value["y"][2] == [None] * 5 + [4.0, 4.0, 2.0, 2.0, None] and value["y"][3] == [None, 3.0]
+    figure = history_figure(TWO_AXES, data, "time", "r", 10)
+    assert [t["y"] for t in figure["data"]] == value["y"]  # an increment continues the figure's traces
+    assert extend_data(CHART, {"x": [], "e": {}}, 10, 10) is None
 
 
 def test_window_statistics_ignore_nan_and_match_numpy() -> None:
@@ -214,16 +219,21 @@ def fed_energy(count: int, start: int = 0, camera: FedCamera | None = None, gap_
 
 
 def energy_buckets(figure_or_extend, extend: bool = False) -> tuple[list, list]:
+    """(x, [(min, mean, max) or (None, None, None)]) of the energy chart, from its band and mean traces."""
     if extend:
         data = figure_or_extend[0]
-        return data["x"][2], list(zip(data["y"][1], data["y"][2], data["y"][0]))
-    band_max, band_min, mean = figure_or_extend["data"][:3]
-    return mean["x"], list(zip(band_min["y"], mean["y"], band_max["y"]))
+        band_y, mean_x, mean_y = data["y"][0], data["x"][1], data["y"][1]
+    else:
+        band, mean = figure_or_extend["data"][:2]
+        band_y, mean_x, mean_y = band["y"], mean["x"], mean["y"]
+    quads = [band_y[i:i + 5] for i in range(0, len(band_y), 5)]
+    assert len(quads) == len(mean_y)
+    return mean_x, [(q[2], m, q[0]) for q, m in zip(quads, mean_y)]
 
 
 def test_full_figures_hold_exactly_the_rows_of_the_windows_csv() -> None:
     camera, _, _ = fed_energy(16 * 90)  # 90 s at 16 Hz
-    figures, extends, response = history_update(camera, 16.0, "1 min", "time", None, None, True)
+    figures, extends, response = history_update(camera, "1 min", "time", None, None, True)
     assert extends == [no_update] * len(GRAPHS)
     width = response["w"]
     window = camera.buffer.window(60.0)  # what /api/readings.csv?seconds=60 exports
@@ -239,7 +249,7 @@ def test_full_figures_hold_exactly_the_rows_of_the_windows_csv() -> None:
 
 def test_increments_neither_repeat_nor_skip_a_bucket_and_are_small() -> None:
     camera, values, times = fed_energy(16 * 20)
-    figures, _, response = history_update(camera, 16.0, "1 min", "pulse_id", None, None, True)
+    figures, _, response = history_update(camera, "1 min", "pulse_id", None, None, True)
     x, triples = energy_buckets(figures[0])
     first = math.floor((times[-1] - 60) / response["w"])  # the window when the browser connected
     pulse = 16 * 20
@@ -248,13 +258,14 @@ def test_increments_neither_repeat_nor_skip_a_bucket_and_are_small() -> None:
         pulse += burst
         values += more_values
         times += more_times
-        figures, extends, response = history_update(camera, 16.0, "1 min", "pulse_id", None, response, False)
+        figures, extends, response = history_update(camera, "1 min", "pulse_id", None, response, False)
         assert figures == [no_update] * len(GRAPHS)
         if extends[0] is not no_update:
             more_x, more_triples = energy_buckets(extends[0], extend=True)
             x += more_x
             triples += more_triples
-            assert len(json.dumps([e for e in extends if e is not no_update])) < 5 * 1024
+            # at most 5 KiB per second of pulse time the increment covers (a tick is 1 s)
+            assert len(json.dumps([e for e in extends if e is not no_update])) < 5 * 1024 * max(1.0, burst / 16)
     expected = expected_buckets(values, times, response["w"], first, response["next"] - 1)
     assert [None if t[1] is None else t for t in triples] == expected
     shown = [pulse_id for pulse_id in x if pulse_id is not None]
@@ -263,7 +274,7 @@ def test_increments_neither_repeat_nor_skip_a_bucket_and_are_small() -> None:
 
 def test_a_silent_stream_is_a_gap_in_the_chart() -> None:
     camera, values, times = fed_energy(64, gap_after=32)  # 5 s without pulses in the middle
-    figures, _, response = history_update(camera, 16.0, "1 min", "time", None, None, True)
+    figures, _, response = history_update(camera, "1 min", "time", None, None, True)
     x, triples = energy_buckets(figures[0])
     gaps = [t for t in triples if t[1] is None]
     assert len(gaps) >= 5 / response["w"] - 2  # every silent bucket is sent, as a gap
@@ -271,18 +282,18 @@ def test_a_silent_stream_is_a_gap_in_the_chart() -> None:
 
 def test_nothing_new_sends_nothing_and_settings_send_whole_figures() -> None:
     camera, _, _ = fed_energy(100)
-    figures, extends, response = history_update(camera, 16.0, "1 min", "time", None, None, True)
-    again = history_update(camera, 16.0, "1 min", "time", None, response, False)
+    figures, extends, response = history_update(camera, "1 min", "time", None, None, True)
+    again = history_update(camera, "1 min", "time", None, response, False)
     assert again[0] == [no_update] * 4 and again[1] == [no_update] * 4 and again[2] == response
-    other = history_update(camera, 16.0, "10 min", "time", None, response, False)  # the key changed
+    other = history_update(camera, "10 min", "time", None, response, False)  # the key changed
     assert all(figure is not no_update for figure in other[0])
-    channel = history_update(camera, 16.0, "1 min", "time", "beam_energy", response, False)
-    assert channel[0][3]["data"][2]["name"] == "beam_energy"
-    bogus = history_update(camera, 16.0, "1 min", "time", "<no such channel>", None, True)
+    channel = history_update(camera, "1 min", "time", "beam_energy", response, False)
+    assert channel[0][3]["data"][1]["name"] == "beam_energy"
+    bogus = history_update(camera, "1 min", "time", "<no such channel>", None, True)
     assert bogus[0][3]["data"] == []  # a channel the stream lacks is ignored, not an error
 
 
 def test_before_the_first_pulse_the_charts_are_empty_figures() -> None:
-    figures, extends, response = history_update(FedCamera(), 0.0, "1 min", "time", None, None, True)
+    figures, extends, response = history_update(FedCamera(), "1 min", "time", None, None, True)
     assert all(figure["data"] == [] or all(t["x"] == [] for t in figure["data"]) for figure in figures)
     assert response["next"] is None and extends == [no_update] * 4

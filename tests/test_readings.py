@@ -99,7 +99,7 @@ def test_region_values_are_read_from_the_history_row() -> None:
     camera.rois.replace((Roi("spot", 1, 3, 2, 4),))
     camera.feed(camera_values(designed_image(8, 8)))
     # pixels (col 1..2, row 2..3): 2001 + 2002 + 3001 + 3002
-    assert texts(camera)[ids.ROI_VALUES] == "spot: Σ 1.001e+04, max 3002"
+    assert texts(camera)[ids.ROI_VALUES] == "spot: Σ 10006, max 3002"
 
 
 def test_calibrated_positions_read_in_micrometres_with_pixels_beside() -> None:
@@ -109,7 +109,7 @@ def test_calibrated_positions_read_in_micrometres_with_pixels_beside() -> None:
     camera.feed({"image": designed_image(48, 64), "x_axis": x_axis, "y_axis": y_axis})
     row = {name: column[-1] for name, column in camera.buffer.newest().columns.items()}
     shown = texts(camera)
-    assert shown[ids.IMAGE_SIZE] == "64 × 48 px, µm"
+    assert shown[ids.IMAGE_SIZE] == "64 × 48 px (axes in µm)"
     if math.isfinite(row["beam_centroid_x"]):  # the statistics are an interim placeholder; only the units matter here
         assert shown[ids.CENTROID].endswith(" px)") and " µm (" in shown[ids.CENTROID]
 

@@ -156,7 +156,14 @@ def colour_ticks(lo: float, hi: float, scale: str) -> tuple[list[float], list[st
     else:
         values = _linear_ticks(lo, hi)
         positions = [(v - lo) / (hi - lo) * TOP_LEVEL for v in values]
-    return [round(p, 3) for p in positions], [format_value(v) for v in values]
+    return [round(p, 3) for p in positions], tick_labels(values)
+
+
+def tick_labels(values: list[float]) -> list[str]:
+    """One style for one colour bar: whole counts with every digit, else the readings' format."""
+    if values and all(abs(v - round(v)) < 1e-9 * max(1.0, abs(v)) and abs(v) < 1e9 for v in values):
+        return [str(int(round(v))) for v in values]
+    return [format_value(v) for v in values]
 
 
 def _linear_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
