@@ -3,8 +3,8 @@
 Framing: `lz4` is a 4-byte uncompressed size (channel byte order) and one raw LZ4 block;
 `bitshuffle_lz4` is an 8-byte big-endian size, a 4-byte big-endian block size in bytes and
 bitshuffle's own blocks. A frame's claims are checked against its length first, so a corrupt or
-hostile sender costs microseconds, never memory. `bitshuffle_rows` decodes only the blocks that hold
-some rows of an image, for cheap per-message statistics.
+hostile sender costs microseconds, never memory. `bitshuffle_take_rows` decodes only the blocks that
+hold some rows of an image, for cheap per-message statistics.
 
 bitshuffle runs each call in an OpenMP parallel region. On a small shared server one thread is
 better: an idle team member spins after each region (doubling the CPU per message) and a call stalls
@@ -144,52 +144,55 @@ def _bitshuffle_decompress(view: memoryview, dtype: np.dtype, expected: int | No
     return out
 
 
-def bitshuffle_rows(view: memoryview, shape: tuple[int, int], dtype: np.dtype, step: int) -> np.ndarray | None:
-    """Rows 0, step, ... of a bitshuffle_lz4 image, decompressing only the blocks that hold them.
+def bitshuffle_take_rows(view: memoryview, shape: tuple[int, int], dtype: np.dtype, rows: np.ndarray) -> np.ndarray:
+    """`image[rows]` of a bitshuffle_lz4 image (read-only), decompressing only the blocks holding those rows.
 
-    Returns None when that would not save much (most blocks needed, or rows in the short tail block);
-    the caller then decodes the whole value.
+    `rows`: int64 indices in [0, height), any order, repeats allowed (the caller checks the range).
+    The framing of the whole value is walked and checked first, exactly as for a full decode, and the
+    wanted blocks are decoded from a zero-padded copy. The short tail (last partial block and the raw
+    leftover elements) is one more pseudo-block, decoded like the others when a row reaches into it.
     """
     bitshuffle = _bitshuffle()
-    nbytes = shape[0] * shape[1] * dtype.itemsize
-    n_elements, block, payload = _bitshuffle_layout(view, dtype, nbytes, nbytes)
     height, width = shape
-    if n_elements == 0 or height == 0 or width == 0:
-        return None
+    nbytes = height * width * dtype.itemsize
+    n_elements, block, payload = _bitshuffle_layout(view, dtype, nbytes, nbytes)
+    if n_elements == 0 or len(rows) == 0:
+        return _read_only(np.empty((len(rows), width), dtype=dtype))
     itemsize = dtype.itemsize
-    full = n_elements // block
-    rows = np.arange(0, height, step, dtype=np.int64)
-    first = rows * width // block  # block holding each row's first element
-    last = ((rows + 1) * width - 1) // block  # ... and its last
-    if int(last[-1]) >= full:  # rows in the short tail block: not worth a special case
-        return None
-    wanted = np.zeros(full, dtype=bool)
-    for k in range(int((last - first).max()) + 1):
-        wanted[np.minimum(first + k, last)] = True
-    blocks = np.flatnonzero(wanted)
-    if 2 * len(blocks) > full:
-        return None
     offsets = _bitshuffle_block_offsets(payload, n_elements, block, itemsize)  # validates the framing
-    # Copy runs of consecutive wanted blocks (size prefix included) into one zero-padded buffer.
+    full, rest = divmod(n_elements, block)
+    bounds = offsets[:full + 1] + [len(payload)]  # pseudo-block b spans payload[bounds[b]:bounds[b + 1]]
+    first = rows * width // block  # pseudo-block holding each row's first element ...
+    last = np.minimum(((rows + 1) * width - 1) // block, full)  # ... and its last
+    # Mark every pseudo-block in [first, last] of some row: +1 at first, -1 after last, running sum.
+    marks = np.bincount(first, minlength=full + 2) - np.bincount(last + 1, minlength=full + 2)
+    wanted = np.cumsum(marks[:full + 1]) > 0
+    blocks = np.flatnonzero(wanted)
+    # Copy runs of consecutive wanted blocks (size prefixes included) into one zero-padded buffer.
     breaks = np.flatnonzero(np.diff(blocks) != 1) + 1
     run_starts = blocks[np.concatenate(([0], breaks))].tolist()
     run_ends = (blocks[np.concatenate((breaks - 1, [len(blocks) - 1]))] + 1).tolist()
-    packed = b"".join([payload[offsets[a]:offsets[z]] for a, z in zip(run_starts, run_ends)])
-    compact = _padded(packed, block * itemsize + 64)
+    packed = b"".join([payload[bounds[a]:bounds[z]] for a, z in zip(run_starts, run_ends)])
+    compact = _padded(packed, min(block, n_elements) * itemsize + 64)
+    count = (len(blocks) - 1) * block + rest if wanted[full] else len(blocks) * block
     try:
-        out = bitshuffle.decompress_lz4(compact, (len(blocks) * block,), np.dtype(f"u{itemsize}"), block)
+        out = bitshuffle.decompress_lz4(compact, (count,), np.dtype(f"u{itemsize}"), block)
     except Exception as exc:
         raise BsreadError("bad-compression", f"bitshuffle: {exc}") from None
     out = out.view(dtype)
-    # Where each wanted row starts in `out`: its first block's rank among the wanted ones.
-    starts = np.searchsorted(blocks, first) * block + (rows * width - first * block)
-    stride = int(starts[1] - starts[0]) if len(starts) > 1 else width
-    if len(starts) == 1 or (np.diff(starts) == stride).all():
-        return np.lib.stride_tricks.as_strided(out[int(starts[0]):], (len(starts), width),
-                                               (stride * itemsize, itemsize), writeable=False)
-    result = out[starts[:, None] + np.arange(width)]
-    result.flags.writeable = False
-    return result
+    # A row's blocks are consecutive among the wanted ones, so the row is contiguous in `out`.
+    rank = np.cumsum(wanted) - 1
+    starts = rank[first] * block + (rows * width - first * block)
+    windows = np.lib.stride_tricks.sliding_window_view(out, width)  # windows[s] = out[s:s + width], a view
+    stride = int(starts[1] - starts[0]) if len(starts) > 1 else 1
+    if stride > 0 and (np.diff(starts) == stride).all():  # evenly spaced rows: a view, no copy
+        return _read_only(windows[int(starts[0])::stride][:len(starts)])
+    return _read_only(windows[starts])
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def default_block(itemsize: int) -> int:

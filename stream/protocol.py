@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .compression import COMPRESSIONS, LZ4_MAX_RATIO, bitshuffle_rows, decompress, lz4_size
+from .compression import COMPRESSIONS, LZ4_MAX_RATIO, bitshuffle_take_rows, decompress, lz4_size
 from .errors import BsreadError
 
 try:  # orjson parses headers ~5x faster; plain json is the fallback.
@@ -125,19 +125,32 @@ class ChannelValue:
             self._decoded = True
         return self._value
 
-    def rows(self, step: int) -> Any:
-        """Rows 0, step, 2*step, ... of a 2-D value as a read-only array (None for an empty value).
+    def take_rows(self, rows: Any) -> np.ndarray | None:
+        """`value[rows]` of a 2-D value as a read-only array (None for an empty value).
 
-        Same as `value[::step]`, but a bitshuffle_lz4 image that was not decoded yet is only partly
-        decompressed: just the compressed blocks holding those rows (cheap per-message statistics).
-        Raises BsreadError like `.value`, or 'not-an-image' for a channel that is not 2-D.
+        `rows`: integer row indices (numpy semantics: any order, repeats, negative from the end).
+        A bitshuffle_lz4 image that was not decoded yet is only partly decompressed: just the blocks
+        holding those rows (cheap per-message statistics of big frames; the result is not cached).
+        Uncompressed values are indexed in place (a view when the rows are evenly spaced), lz4 ones
+        decoded once (cached) and indexed. Raises BsreadError like `.value` on a corrupt payload,
+        'not-an-image' for a channel that is not 2-D, IndexError for rows out of range.
         """
-        if self._decoded:
-            value = self._value
-            if value is not None and (not isinstance(value, np.ndarray) or value.ndim != 2):
-                raise BsreadError("not-an-image", f"channel {self.spec.name[:80]!r} is not 2-D")
-            return value if value is None else value[::max(1, int(step))]
-        return decode_rows(self.spec, self.raw, step)
+        spec = self.spec
+        if len(spec.shape) != 2 or spec.is_string:
+            raise BsreadError("not-an-image", f"channel {spec.name[:80]!r} is not 2-D")
+        if self.is_empty:
+            return None
+        index = _row_indices(rows, spec.shape[0])
+        if self._decoded or spec.compression != "bitshuffle_lz4":
+            return _take(self.value, index)
+        view = _buffer(self.raw)
+        _check_value_size(spec, view)
+        return bitshuffle_take_rows(view, spec.shape, spec.dtype, index)
+
+    def rows(self, step: int) -> np.ndarray | None:
+        """Rows 0, step, 2*step, ...: `take_rows` of them (kept for stream.ring_buffer's statistics)."""
+        height = self.spec.shape[0] if len(self.spec.shape) == 2 else 0
+        return self.take_rows(np.arange(0, height, max(1, int(step)), dtype=np.int64))
 
     def __repr__(self) -> str:
         return f"ChannelValue({self.spec.name!r}, {self.spec.type}, shape={self.spec.shape}, {len(self.raw)} B)"
@@ -389,17 +402,27 @@ def decode_value(spec: ChannelSpec, raw: Any) -> Any:
     return array
 
 
-def decode_rows(spec: ChannelSpec, raw: Any, step: int) -> Any:
-    """Rows 0, step, 2*step, ... of a 2-D channel value (read-only), decompressing as little as possible."""
-    if len(spec.shape) != 2 or spec.is_string:
-        raise BsreadError("not-an-image", f"channel {spec.name[:80]!r} is not 2-D")
-    step = max(1, int(step))
-    view = _buffer(raw)
-    if len(view) == 0:
-        return None
-    if spec.compression == "bitshuffle_lz4" and step > 1:
-        _check_value_size(spec, view)
-        rows = bitshuffle_rows(view, spec.shape, spec.dtype, step)
-        if rows is not None:
-            return rows
-    return decode_value(spec, view)[::step]
+def _row_indices(rows: Any, height: int) -> np.ndarray:
+    """Row indices as int64 in [0, height), negative ones counted from the end as numpy does."""
+    index = np.asarray(rows).reshape(-1)
+    if index.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if index.dtype.kind not in "iu":
+        raise IndexError("row indices must be integers")
+    if int(index.min()) < -height or int(index.max()) >= height:  # Python ints: no wrap-around of uint64
+        raise IndexError(f"row index out of range for {height} rows")
+    index = index.astype(np.int64, copy=False)
+    return np.where(index < 0, index + height, index)
+
+
+def _take(value: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """value[index] (read-only): a view when the rows are evenly spaced, else numpy's copy."""
+    if len(index) > 1:
+        step = int(index[1] - index[0])
+        if step > 0 and (np.diff(index) == step).all():
+            return value[int(index[0]):int(index[-1]) + 1:step]
+    elif len(index) == 1:
+        return value[int(index[0]):int(index[0]) + 1]
+    taken = value[index]
+    taken.flags.writeable = False
+    return taken

@@ -226,7 +226,9 @@ def _decode_fully(parts: list[bytes], decoder: Decoder) -> None:
         assert exc.reason and isinstance(exc.reason, str)
         return
     for channel in message.channels.values():
-        for read in (lambda: channel.value, lambda: channel.rows(3) if len(channel.spec.shape) == 2 else None):
+        image = len(channel.spec.shape) == 2
+        for read in (lambda: channel.value,
+                     lambda: channel.take_rows(np.arange(0, channel.spec.shape[0], 3)) if image else None):
             try:
                 read()
             except BsreadError as exc:
