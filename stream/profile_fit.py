@@ -20,7 +20,8 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 FIT_SIGMAS = 5.0  # fit window half-width; beyond it a Gaussian is below 4e-6 of its peak
 MOMENT_SIGMAS = 4.0  # fallback moments: truncation shrinks a Gaussian's rms by < 0.1 %
 MIN_SIGNIFICANCE = 5.0  # fitted amplitude over its standard error; below it there is no beam
-MIN_PEAK_NOISE = 6.0  # seed height over the noise of one bin; below it there is no beam
+MIN_PEAK_NOISE = 6.0  # seed height over its noise (of one bin, or of SEED_SCALES bins); below it no beam
+SEED_SCALES = (1, 3, 9, 27)  # box widths (bins) a seed is looked for at: a wide beam can be buried bin by bin
 # A bin is a spike when the opening lowers it by SPIKE_NOISE noise sigmas and by a fraction of its
 # height above the baseline: SPIKE_FRACTION (a spike higher than the narrowest beam it sits on) or
 # less, down to 2 %, for wider beams.
@@ -97,6 +98,30 @@ def half_maximum(x: np.ndarray, s: np.ndarray) -> tuple[float, float, float] | N
     lo = float(np.interp(half, s[j:j + 2], x[j:j + 2])) if j >= 0 else float(x[0])  # s rises at j
     hi = float(np.interp(half, (s[k], s[k - 1]), (x[k], x[k - 1]))) if k > 0 else float(x[-1])  # falls at k
     return peak, 0.5 * (lo + hi), max(hi - lo, 1e-3) / FWHM_PER_SIGMA
+
+
+def _seed(x: np.ndarray, s: np.ndarray, noise: float) -> tuple[float, float, float] | None:
+    """(height, centre, sigma) of the most significant peak of `s` (baseline 0, bin noise `noise`) in a
+    box average over any of SEED_SCALES bins, the box's width taken out again; None if not significant."""
+    sums = np.concatenate(([0.0], np.cumsum(s)))
+    best = (0.0, 1)
+    for w in SEED_SCALES[1:]:
+        if 4 * w > s.size:
+            break
+        z = float(np.max(sums[w:] - sums[:-w])) / (math.sqrt(w) * noise)  # the box's peak over its noise
+        best = max(best, (z, w))
+    z, w = max(best, (float(np.max(s)) / noise, 1))
+    if z < MIN_PEAK_NOISE:
+        return None
+    if w == 1:
+        return half_maximum(x, s)
+    positions = np.concatenate(([0.0], np.cumsum(x)))
+    seed = half_maximum((positions[w:] - positions[:-w]) / w, (sums[w:] - sums[:-w]) / w)
+    if seed is None:
+        return None
+    spacing = float(x[-1] - x[0]) / (x.size - 1)
+    sigma = math.sqrt(max(seed[2] ** 2 - (w * w - 1) / 12.0 * spacing ** 2, (0.5 * spacing) ** 2))  # box variance
+    return seed[0] * seed[2] / sigma, seed[1], sigma  # a box keeps the area: height x sigma
 
 
 def _solve(h: list[list[float]], b: list[float], damping: float) -> list[float] | None:
@@ -208,8 +233,8 @@ def measure(x: np.ndarray, p: np.ndarray, fit: bool = True) -> Profile:
     noise = max(1.4826 / math.sqrt(2.0) * median(np.abs(np.diff(y))), 1e-12)
     opened = _opening(y)
     base = median(opened)
-    seed = half_maximum(x, opened - base)
-    if seed is None or seed[0] < MIN_PEAK_NOISE * noise:
+    seed = _seed(x, opened - base, noise)
+    if seed is None:
         return NO_PROFILE
     peak, centre, sigma = seed
     if not fit:

@@ -10,6 +10,10 @@ draws it, so its true rms size is exactly `sigma_x` / `sigma_y`.
   anywhere (also on the spot).
 - `simulator_frame`: float64 like our simulator: uniform noise 0-0.1 plus a spot of amplitude
   0.8-1.0 (peak ~30x the noise sigma of 0.029), with hot (10.0) and warm (+0.3) pixels.
+- `camserver_frame`: the model of PSI cam_server's simulated camera (uint16): exp(-(u^2 + v^2)) with u
+  spanning about +-20 across the width and v +-100 down the height (each end moved by up to 1 at
+  random), plus uniform noise up to 10 % of full scale and 100 stuck pixels, clipped at 90 % of full
+  scale (which flattens the top of the spot: its fitted size comes out ~2 % wide).
 Sizes are drawn log-uniform and independently for x and y, centres uniform with the spot >= 5 sigma
 from every edge.
 """
@@ -92,6 +96,28 @@ def camera_frame(rng: np.random.Generator, height: int, width: int, peak_snr: tu
     window[...] = np.minimum(window + rng.poisson(amplitude * np.outer(gy[y0:y1 + 1], gx[x0:x1 + 1])), 65535)
     _bad_pixels(rng, image, 65535, (200.0, 500.0))
     return image, truth
+
+
+_STUCK: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def camserver_frame(rng: np.random.Generator, height: int = 480, width: int = 640) -> tuple[np.ndarray, Truth]:
+    """A frame like cam_server's simulated camera and the truth of its spot; see the module docstring."""
+    (u0, u1), (v0, v1) = (-20.0 + rng.random(), 20.0 + rng.random()), (-100.0 + rng.random(), 100.0 + rng.random())
+    du, dv = (u1 - u0) / (width - 1), (v1 - v0) / (height - 1)  # per px
+    gx = np.exp(-np.linspace(u0, u1, width) ** 2)
+    gy = np.exp(-np.linspace(v0, v1, height) ** 2)
+    image = np.outer(gy, gx) + rng.uniform(0.0, 0.1, size=(height, width))
+    if (height, width) not in _STUCK:  # a camera's stuck pixels stay where they are
+        stuck = np.random.default_rng(height * 65536 + width)
+        _STUCK[height, width] = (stuck.integers(height, size=100), stuck.integers(width, size=100))
+    image[_STUCK[height, width]] += 1.0
+    full = 65535.0
+    pedestal = 0.05 * full
+    sigma_x, sigma_y = math.sqrt(0.5) / du, math.sqrt(0.5) / dv  # exp(-u^2) has sigma 1/sqrt(2)
+    truth = Truth(-u0 / du, -v0 / dv, sigma_x, sigma_y, full, pedestal, full * float(gy.sum()),
+                  full * float(gx.sum()), pedestal * height, pedestal * width, full * float(gx.sum() * gy.sum()))
+    return (np.clip(image, 0.0, 0.9) * full).astype(np.uint16), truth
 
 
 def simulator_frame(rng: np.random.Generator, height: int = 480, width: int = 640,

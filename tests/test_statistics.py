@@ -23,7 +23,7 @@ import pytest
 from stream.encoder import Encoder
 from stream.protocol import BsreadError, decode
 from stream.statistics import NO_BEAM, STATS_COLUMNS, BeamStats, fit_profile, from_image, from_profiles, from_rows
-from tests.beam_frames import Truth, camera_frame, simulator_frame
+from tests.beam_frames import Truth, camera_frame, camserver_frame, simulator_frame
 
 RMS_TOLERANCE = 0.05  # relative
 CENTROID_TOLERANCE_PX = 0.5
@@ -84,6 +84,16 @@ def test_accuracy_against_the_truth(case: str) -> None:
         tolerance = offset_tolerance if name.startswith("offset") else 0.05
         fraction = np.mean([e[name] <= tolerance for e in errors])
         assert fraction >= REQUIRED, f"{case}: {name} within {tolerance:.0%} on {fraction:.1%} of pulses"
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (960, 1280)])
+def test_accuracy_on_cam_server_s_simulated_camera(shape: tuple[int, int]) -> None:
+    """Its spot is 1.7 x 11 px (3.4 x 23), its peak clipped to 90 % of full scale and only ~30x its noise,
+    with 100 stuck pixels; the old statistics reported rms sizes of tens to hundreds of px on it."""
+    rng = np.random.default_rng(shape[0])
+    results = [(from_image(image), truth) for image, truth in (camserver_frame(rng, *shape) for _ in range(100))]
+    within = np.mean([_within(stats, truth) for stats, truth in results])
+    assert within >= REQUIRED, f"{within:.1%}"
 
 
 @pytest.mark.parametrize(("name", "statistics", "shape", "peak_snr", "pulses"), [
