@@ -187,7 +187,8 @@ def test_bad_pixels_and_extreme_scales_in_a_good_frame() -> None:
     with_bad[::37, ::53] = np.nan
     with_bad[5::41, 7::61] = np.inf
     frames = {"NaN and Inf pixels": with_bad, "x 1e300": image * 1e300, "x 1e-300": image * 1e-300,
-              "negative int32": (image * 1000 - 5000).astype(np.int32), "float32": image.astype(np.float32)}
+              "negative int32": (image * 1000 - 5000).astype(np.int32), "float32": image.astype(np.float32),
+              "big-endian uint16": (image * 5000).astype(">u2"), "strided view": np.repeat(image, 2, axis=1)[:, ::2]}
     for name, frame in frames.items():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
