@@ -257,6 +257,9 @@ def measure(x: np.ndarray, p: np.ndarray, fit: bool = True) -> Profile:
         window = y[int(np.searchsorted(x, lo)):int(np.searchsorted(x, hi, "right"))]
         intensity = (float(np.sum(window)) - c * window.size) * spacing * scale
         return Profile(intensity, m, s, AxisFit(a * scale, m, s, c * scale, FWHM_PER_SIGMA * s, True))
+    half_width = 0.5 * FWHM_PER_SIGMA * sigma
+    if centre - half_width <= x[0] + 1e-9 or centre + half_width >= x[-1] - 1e-9:
+        return NO_PROFILE  # no half-maximum crossing on one side: a slope or an edge, not a peak to take moments of
     inside = np.abs(x - centre) <= MOMENT_SIGMAS * sigma
     w, xi = y[inside] - base, x[inside]
     total = float(np.sum(w))

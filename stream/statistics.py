@@ -64,12 +64,10 @@ NO_BEAM = BeamStats(math.nan, math.nan, math.nan, math.nan, math.nan, NO_FIT, NO
 
 def _profile(profile: np.ndarray) -> Profile:
     """`measure` of any 1-D numeric profile (int64 of cam_server included); NaN/Inf bins are missing samples."""
-    try:
-        p = np.asarray(profile, dtype=np.float64)
-    except (TypeError, ValueError):
+    p = np.asarray(profile)
+    if p.ndim != 1 or p.dtype.kind not in "biuf":  # object arrays (ints beyond float range), complex, text
         return NO_PROFILE
-    if p.ndim != 1:
-        return NO_PROFILE
+    p = p.astype(np.float64, copy=False)
     with np.errstate(all="ignore"):
         x, ok = np.arange(p.size, dtype=np.float64), np.isfinite(p)
         return measure(x, p) if ok.all() else measure(x[ok], p[ok])

@@ -214,6 +214,8 @@ DEGENERATE_PROFILES = {
     "uint64 max": np.full(32, np.iinfo(np.uint64).max, dtype=np.uint64), "negative constant": np.full(100, -5.0),
     "one hot bin": np.where(np.arange(480) == 200, 65535, 48000).astype(np.int64), "bool": np.ones(20, dtype=bool),
     "2-D": np.ones((8, 8)), "strings": np.array(["a", "b"]), "not an array": None,
+    "complex": np.ones(64, dtype=complex), "ints beyond float64": [10**400] * 16, "objects": np.array([object()] * 16),
+    "a ramp": np.arange(640.0), "a noisy ramp": np.arange(640.0) + np.random.default_rng(1).normal(0.0, 5.0, 640),
 }
 DEGENERATE_IMAGES = {
     "processing_error zeros": np.zeros((960, 1280), dtype=np.uint16), "0 rows": np.zeros((0, 5)),
