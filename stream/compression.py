@@ -18,6 +18,7 @@ import logging
 import os
 import struct
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -144,50 +145,74 @@ def _bitshuffle_decompress(view: memoryview, dtype: np.dtype, expected: int | No
     return out
 
 
-def bitshuffle_take_rows(view: memoryview, shape: tuple[int, int], dtype: np.dtype, rows: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class BitshuffleBlocks:
+    """A bitshuffle_lz4 value whose framing was walked and checked: where each block lies.
+
+    Pseudo-block b < `full` is a whole block; pseudo-block `full` is the short tail (the last, partial
+    block and the raw leftover elements), empty when the elements fill whole blocks.
+    """
+
+    n_elements: int
+    block: int  # elements per block
+    payload: memoryview
+    bounds: list[int]  # pseudo-block b spans payload[bounds[b]:bounds[b + 1]]
+
+    @property
+    def full(self) -> int:
+        return self.n_elements // self.block if self.block else 0
+
+
+def bitshuffle_blocks(view: memoryview, dtype: np.dtype, nbytes: int) -> BitshuffleBlocks:
+    """Validate the framing of a bitshuffle_lz4 value of exactly `nbytes` decoded bytes (BsreadError if bad)."""
+    n_elements, block, payload = _bitshuffle_layout(view, dtype, nbytes, nbytes)
+    if n_elements == 0:
+        return BitshuffleBlocks(0, 0, payload, [0])
+    offsets = _bitshuffle_block_offsets(payload, n_elements, block, dtype.itemsize)
+    return BitshuffleBlocks(n_elements, block, payload, offsets[:n_elements // block + 1] + [len(payload)])
+
+
+def bitshuffle_take_rows(blocks: BitshuffleBlocks, shape: tuple[int, int], dtype: np.dtype,
+                         rows: np.ndarray) -> np.ndarray:
     """`image[rows]` of a bitshuffle_lz4 image (read-only), decompressing only the blocks holding those rows.
 
-    `rows`: int64 indices in [0, height), any order, repeats allowed (the caller checks the range).
-    The framing of the whole value is walked and checked first, exactly as for a full decode, and the
-    wanted blocks are decoded from a zero-padded copy. The short tail (last partial block and the raw
-    leftover elements) is one more pseudo-block, decoded like the others when a row reaches into it.
+    `blocks`: the value's validated framing (`bitshuffle_blocks`); `rows`: int64 indices in
+    [0, height), any order, repeats allowed (the caller checks the range). The wanted blocks are
+    decoded from a zero-padded copy; the short tail is decoded like the others when a row reaches it.
     """
-    bitshuffle = _bitshuffle()
-    height, width = shape
-    nbytes = height * width * dtype.itemsize
-    n_elements, block, payload = _bitshuffle_layout(view, dtype, nbytes, nbytes)
-    if n_elements == 0 or len(rows) == 0:
+    width = shape[1]
+    if blocks.n_elements == 0 or len(rows) == 0:
         return _read_only(np.empty((len(rows), width), dtype=dtype))
-    itemsize = dtype.itemsize
-    offsets = _bitshuffle_block_offsets(payload, n_elements, block, itemsize)  # validates the framing
-    full, rest = divmod(n_elements, block)
-    bounds = offsets[:full + 1] + [len(payload)]  # pseudo-block b spans payload[bounds[b]:bounds[b + 1]]
+    block, full, bounds, itemsize = blocks.block, blocks.full, blocks.bounds, dtype.itemsize
     first = rows * width // block  # pseudo-block holding each row's first element ...
     last = np.minimum(((rows + 1) * width - 1) // block, full)  # ... and its last
     # Mark every pseudo-block in [first, last] of some row: +1 at first, -1 after last, running sum.
     marks = np.bincount(first, minlength=full + 2) - np.bincount(last + 1, minlength=full + 2)
     wanted = np.cumsum(marks[:full + 1]) > 0
-    blocks = np.flatnonzero(wanted)
+    wanted_blocks = np.flatnonzero(wanted)
     # Copy runs of consecutive wanted blocks (size prefixes included) into one zero-padded buffer.
-    breaks = np.flatnonzero(np.diff(blocks) != 1) + 1
-    run_starts = blocks[np.concatenate(([0], breaks))].tolist()
-    run_ends = (blocks[np.concatenate((breaks - 1, [len(blocks) - 1]))] + 1).tolist()
-    packed = b"".join([payload[bounds[a]:bounds[z]] for a, z in zip(run_starts, run_ends)])
-    compact = _padded(packed, min(block, n_elements) * itemsize + 64)
-    count = (len(blocks) - 1) * block + rest if wanted[full] else len(blocks) * block
+    breaks = np.flatnonzero(np.diff(wanted_blocks) != 1) + 1
+    run_starts = wanted_blocks[np.concatenate(([0], breaks))].tolist()
+    run_ends = (wanted_blocks[np.concatenate((breaks - 1, [len(wanted_blocks) - 1]))] + 1).tolist()
+    packed = b"".join([blocks.payload[bounds[a]:bounds[z]] for a, z in zip(run_starts, run_ends)])
+    compact = _padded(packed, min(block, blocks.n_elements) * itemsize + 64)
+    count = len(wanted_blocks) * block
+    if wanted[full]:
+        count += blocks.n_elements - (full + 1) * block  # the tail holds fewer than `block` elements
     try:
-        out = bitshuffle.decompress_lz4(compact, (count,), np.dtype(f"u{itemsize}"), block)
+        out = _bitshuffle().decompress_lz4(compact, (count,), np.dtype(f"u{itemsize}"), block).view(dtype)
     except Exception as exc:
         raise BsreadError("bad-compression", f"bitshuffle: {exc}") from None
-    out = out.view(dtype)
     # A row's blocks are consecutive among the wanted ones, so the row is contiguous in `out`.
-    rank = np.cumsum(wanted) - 1
-    starts = rank[first] * block + (rows * width - first * block)
-    windows = np.lib.stride_tricks.sliding_window_view(out, width)  # windows[s] = out[s:s + width], a view
-    stride = int(starts[1] - starts[0]) if len(starts) > 1 else 1
+    starts = (np.cumsum(wanted) - 1)[first] * block + (rows * width - first * block)
+    stride = int(starts[1] - starts[0]) if len(starts) > 1 else width
     if stride > 0 and (np.diff(starts) == stride).all():  # evenly spaced rows: a view, no copy
-        return _read_only(windows[int(starts[0])::stride][:len(starts)])
-    return _read_only(windows[starts])
+        begin = int(starts[0])
+        if stride == width:
+            return _read_only(out[begin:begin + len(starts) * width].reshape(len(starts), width))
+        return np.lib.stride_tricks.as_strided(out[begin:], (len(starts), width), (stride * itemsize, itemsize),
+                                               writeable=False)
+    return _read_only(np.lib.stride_tricks.sliding_window_view(out, width)[starts])
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

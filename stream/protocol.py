@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .compression import COMPRESSIONS, LZ4_MAX_RATIO, bitshuffle_take_rows, decompress, lz4_size
+from .compression import (COMPRESSIONS, LZ4_MAX_RATIO, BitshuffleBlocks, bitshuffle_blocks, bitshuffle_take_rows,
+                          decompress, lz4_size)
 from .errors import BsreadError
 
 try:  # orjson parses headers ~5x faster; plain json is the fallback.
@@ -101,7 +102,7 @@ class ChannelValue:
     is read, and for uncompressed numeric data not even then (zero-copy read-only view).
     """
 
-    __slots__ = ("spec", "raw", "timestamp", "_value", "_decoded")
+    __slots__ = ("spec", "raw", "timestamp", "_value", "_decoded", "_blocks")
 
     def __init__(self, spec: ChannelSpec, raw: Any, timestamp: float | None) -> None:
         self.spec = spec
@@ -109,6 +110,7 @@ class ChannelValue:
         self.timestamp = timestamp  # seconds since epoch, or None for an empty value
         self._value: Any = None
         self._decoded = False
+        self._blocks: BitshuffleBlocks | None = None  # validated bitshuffle framing, for take_rows
 
     @property
     def is_empty(self) -> bool:
@@ -130,7 +132,8 @@ class ChannelValue:
 
         `rows`: integer row indices (numpy semantics: any order, repeats, negative from the end).
         A bitshuffle_lz4 image that was not decoded yet is only partly decompressed: just the blocks
-        holding those rows (cheap per-message statistics of big frames; the result is not cached).
+        holding those rows (cheap per-message statistics of big frames; the rows are not cached, the
+        checked framing is).
         Uncompressed values are indexed in place (a view when the rows are evenly spaced), lz4 ones
         decoded once (cached) and indexed. Raises BsreadError like `.value` on a corrupt payload,
         'not-an-image' for a channel that is not 2-D, IndexError for rows out of range.
@@ -143,9 +146,11 @@ class ChannelValue:
         index = _row_indices(rows, spec.shape[0])
         if self._decoded or spec.compression != "bitshuffle_lz4":
             return _take(self.value, index)
-        view = _buffer(self.raw)
-        _check_value_size(spec, view)
-        return bitshuffle_take_rows(view, spec.shape, spec.dtype, index)
+        if self._blocks is None:
+            view = _buffer(self.raw)
+            _check_value_size(spec, view)
+            self._blocks = bitshuffle_blocks(view, spec.dtype, spec.nbytes)
+        return bitshuffle_take_rows(self._blocks, spec.shape, spec.dtype, index)
 
     def rows(self, step: int) -> np.ndarray | None:
         """Rows 0, step, 2*step, ...: `take_rows` of them (kept for stream.ring_buffer's statistics)."""

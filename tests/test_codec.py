@@ -919,3 +919,25 @@ def test_rows_step_is_take_rows_of_every_step_th_row() -> None:
     array = np.arange(30 * 7, dtype=np.int16).reshape(30, 7)
     channel = decode(_image_message(array, "bitshuffle_lz4", 16)).channels["image"]
     np.testing.assert_array_equal(channel.rows(4), array[::4])
+
+
+def test_take_rows_checks_the_framing_once_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statistics read a value's rows twice (locating rows, then a band): one walk of the block prefixes."""
+    walks: list[int] = []
+    original = compression._bitshuffle_block_offsets
+
+    def counting(*args: Any) -> Any:
+        walks.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(compression, "_bitshuffle_block_offsets", counting)
+    array = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)
+    channel = decode(_image_message(array, "bitshuffle_lz4", 128)).channels["image"]
+    np.testing.assert_array_equal(channel.take_rows(np.arange(0, 64, 8)), array[::8])
+    np.testing.assert_array_equal(channel.take_rows(np.arange(30, 40)), array[30:40])
+    assert len(walks) == 1
+    corrupt = decode(_corrupt_bitshuffle("prefix of an unread block overruns")).channels["image"]
+    for _ in range(2):  # a bad frame is not remembered as checked
+        with pytest.raises(BsreadError):
+            corrupt.take_rows(np.array([0]))
+    assert len(walks) == 3
