@@ -26,6 +26,8 @@ from .rois import RoiSet, roi_values
 
 log = logging.getLogger(__name__)
 
+IMAGE_FIRST_PIXELS = 2_000_000  # compressed images up to this size are measured from the image itself
+
 # Calibrated copies of the statistics (pixels -> axis units): (pixel column, kind) with kind
 # "position" (origin + i * step) or "size" (|step| * n).
 CALIBRATED = (("beam_centroid_x", "position"), ("beam_centroid_y", "position"), ("beam_rms_x", "size"),
@@ -133,18 +135,36 @@ class Ingest:
 
     def _statistics(self, message: Message, layout: StreamLayout, image: ChannelValue | None
                     ) -> tuple[statistics.BeamStats, bool]:
-        """(statistics, False if the image turned out corrupt)."""
+        """(statistics, False if the image turned out corrupt).
+
+        From the image when it is cheap to read (uncompressed, or not big): windows around the beam
+        keep the whole frame's pedestal noise out, which a stream's full-frame profiles cannot. From
+        the stream's profiles for big compressed frames (or a corrupt image), else from as few
+        decoded rows as needed.
+        """
+        if image is not None and (image.spec.compression == "none" or image.spec.size <= IMAGE_FIRST_PIXELS):
+            stats, ok = self._from_image(image)
+            return (stats, True) if ok else (self._from_profiles(message, layout) or statistics.NO_BEAM, False)
+        stats = self._from_profiles(message, layout)
+        if stats is not None:
+            return stats, True
+        return self._from_image(image) if image is not None else (statistics.NO_BEAM, True)
+
+    def _from_profiles(self, message: Message, layout: StreamLayout) -> statistics.BeamStats | None:
         px = message.channels.get(layout.profile_x or "")
         py = message.channels.get(layout.profile_y or "")
+        if px is None or py is None or px.is_empty or py.is_empty:
+            return None
         try:
-            if px is not None and py is not None and not px.is_empty and not py.is_empty:
-                vx, vy = px.value, py.value
-                if isinstance(vx, np.ndarray) and isinstance(vy, np.ndarray) and vx.ndim == vy.ndim == 1:
-                    return statistics.from_profiles(vx, vy), True
+            vx, vy = px.value, py.value
         except BsreadError as exc:
             self.report(exc)
-        if image is None:
-            return statistics.NO_BEAM, True
+            return None
+        if isinstance(vx, np.ndarray) and isinstance(vy, np.ndarray) and vx.ndim == vy.ndim == 1:
+            return statistics.from_profiles(vx, vy)
+        return None
+
+    def _from_image(self, image: ChannelValue) -> tuple[statistics.BeamStats, bool]:
         try:
             return statistics.from_rows(image.spec.shape, image.take_rows), True
         except BsreadError as exc:

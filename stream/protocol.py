@@ -152,11 +152,6 @@ class ChannelValue:
             self._blocks = bitshuffle_blocks(view, spec.dtype, spec.nbytes)
         return bitshuffle_take_rows(self._blocks, spec.shape, spec.dtype, index)
 
-    def rows(self, step: int) -> np.ndarray | None:
-        """Rows 0, step, 2*step, ...: `take_rows` of them (kept for stream.ring_buffer's statistics)."""
-        height = self.spec.shape[0] if len(self.spec.shape) == 2 else 0
-        return self.take_rows(np.arange(0, height, max(1, int(step)), dtype=np.int64))
-
     def __repr__(self) -> str:
         return f"ChannelValue({self.spec.name!r}, {self.spec.type}, shape={self.spec.shape}, {len(self.raw)} B)"
 

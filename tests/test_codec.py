@@ -915,12 +915,6 @@ def test_take_rows_block_size_claims_do_not_size_allocations(block_bytes: int) -
     assert peak < 1024 * 1024, f"peak {peak} bytes"
 
 
-def test_rows_step_is_take_rows_of_every_step_th_row() -> None:
-    array = np.arange(30 * 7, dtype=np.int16).reshape(30, 7)
-    channel = decode(_image_message(array, "bitshuffle_lz4", 16)).channels["image"]
-    np.testing.assert_array_equal(channel.rows(4), array[::4])
-
-
 def test_take_rows_checks_the_framing_once_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
     """The statistics read a value's rows twice (locating rows, then a band): one walk of the block prefixes."""
     walks: list[int] = []

@@ -99,7 +99,7 @@ def test_simulated_camera_pulse(harness: Harness) -> None:
                               "beam_energy": float(values["beam_energy"]), "repetition_rate": 100.0}
     assert all(type(v) is float for v in pulse.channels.values())
     assert set(pulse.computed) == set(STATS_COLUMNS)  # pixel axes: no calibrated copies, no ROIs
-    expected = statistics.from_profiles(values["image_profile_x"], values["image_profile_y"]).row()
+    expected = statistics.from_image(values["image"]).row()  # the image is at hand: measured from it
     np.testing.assert_array_equal([pulse.computed[name] for name in STATS_COLUMNS], list(expected.values()))
     assert pulse.image is message.channels["image"] and pulse.processing_error == ""
     assert harness.reported == [] and harness.ingest.nonfinite_values == 0
@@ -138,10 +138,15 @@ def test_a_corrupt_scalar_is_reported_and_skipped(harness: Harness) -> None:
 # ------------------------------------------------------------------------------------- statistics
 
 
-def test_profiles_are_preferred_over_the_image(harness: Harness, sentinels: dict[str, list[Any]]) -> None:
+def test_the_image_when_cheap_the_profiles_for_big_compressed_frames(harness: Harness, sentinels: dict[str, list[Any]],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     values = BeamModel(64, 48, seed=3).next()
-    pulse = harness.pulse(make_message(1, values))
-    assert len(sentinels["profiles"]) == 1 and sentinels["rows"] == []
+    harness.pulse(make_message(1, values))  # uncompressed: the image
+    harness.pulse(make_message(2, values, compression="bitshuffle_lz4"))  # compressed but small: the image
+    assert sentinels["profiles"] == [] and len(sentinels["rows"]) == 2
+    monkeypatch.setattr(ingest_module, "IMAGE_FIRST_PIXELS", 64 * 48 - 1)  # now it is "big"
+    pulse = harness.pulse(make_message(3, values, compression="bitshuffle_lz4"))
+    assert len(sentinels["profiles"]) == 1 and len(sentinels["rows"]) == 2
     px, py = sentinels["profiles"][0]
     np.testing.assert_array_equal(px, values["image_profile_x"])
     np.testing.assert_array_equal(py, values["image_profile_y"])
@@ -164,7 +169,7 @@ def test_statistics_columns_flow_through_unchanged(harness: Harness) -> None:
     """With the real statistics: whatever they compute is what the row gets, for both paths."""
     values = BeamModel(64, 48, seed=5).next()
     pulse = harness.pulse(make_message(1, values))
-    expected = statistics.from_profiles(values["image_profile_x"], values["image_profile_y"]).row()
+    expected = statistics.from_image(values["image"]).row()
     assert list(pulse.computed) == list(STATS_COLUMNS)
     np.testing.assert_array_equal(list(pulse.computed.values()), list(expected.values()))
     image_only = Harness().pulse(make_message(1, {"image": values["image"]}, compression="bitshuffle_lz4"))
@@ -179,7 +184,7 @@ def test_the_layout_follows_a_format_change(harness: Harness, sentinels: dict[st
     assert harness.ingest.layout.profile_x is None and len(sentinels["rows"]) == 1
     with_profiles = {"image": image, "x_profile": image.sum(axis=0), "y_profile": image.sum(axis=1)}
     harness.pulse(decoder.decode(encoder.encode(2, 1.0, with_profiles)))
-    assert harness.ingest.layout.profile_x == "x_profile" and len(sentinels["profiles"]) == 1
+    assert harness.ingest.layout.profile_x == "x_profile" and harness.ingest.layout.profile_y == "y_profile"
 
 
 # ------------------------------------------------------------------------------- calibrated copies
@@ -364,10 +369,12 @@ def test_a_corrupt_image_beside_good_profiles_is_caught_by_the_regions(harness: 
     assert set(pulse.computed) == set(STATS_COLUMNS)  # statistics from the profiles, no region values
 
 
-def test_corrupt_profiles_are_reported_and_the_image_is_used(harness: Harness, sentinels: dict[str, list[Any]]) -> None:
+def test_corrupt_profiles_are_reported_and_the_image_is_used(harness: Harness, sentinels: dict[str, list[Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "IMAGE_FIRST_PIXELS", 0)  # a "big" compressed frame: profiles first
     image = np.ones((8, 8))
     parts = Encoder().encode(1, 1.0, {"image": image, "x_profile": image.sum(axis=0), "y_profile": image.sum(axis=1)},
-                             compression={"x_profile": "lz4"})
+                             compression={"x_profile": "lz4", "image": "lz4"})
     value = bytearray(parts[4])
     value[4:] = b"\xff" * (len(value) - 4)
     parts[4] = bytes(value)

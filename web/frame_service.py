@@ -204,7 +204,7 @@ def profile_curves(camera: StreamSource, frame: Frame, processed: Processed
         profile = None
         name = getattr(layout, f"profile_{axis}", None) if layout else None
         if name and processed.averaged == 1 and not processed.background and name in channels:
-            value = channels[name].value
+            value = _value(channels[name])
             if isinstance(value, np.ndarray) and value.shape == (length,):
                 profile = value
         if profile is None:
@@ -217,10 +217,18 @@ def profile_curves(camera: StreamSource, frame: Frame, processed: Processed
             curves[k]["fit"] = fit
         fname = getattr(layout, f"fit_function_{axis}", None) if layout else None
         if fname and fname in channels and not channels[fname].is_empty:
-            value = channels[fname].value
+            value = _value(channels[fname])
             if isinstance(value, np.ndarray) and value.shape == (length,):
                 curves[k]["stream_fit"] = value
     return curves[0], curves[1]
+
+
+def _value(channel: Any) -> Any:
+    """A curve channel's value, None if it is corrupt (the picture is drawn without it)."""
+    try:
+        return channel.value
+    except BsreadError:
+        return None
 
 
 def gaussian(computed: dict[str, float] | Any, axis: str, length: int) -> np.ndarray | None:
