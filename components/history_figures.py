@@ -78,7 +78,7 @@ def bucketize(history: History, width_s: float, first: int, last: int, columns: 
         out["x"] = [int(p) if c else None for p, c in zip(last_pulse.tolist(), counts.tolist())]
     else:
         middles = (np.arange(first, first + n) + 0.5) * width_s * 1000.0
-        out["x"] = [round(m, 1) for m in middles.tolist()]
+        out["x"] = [round(m) for m in middles.tolist()]  # whole ms: buckets are 50 ms at least
     for name in columns:
         column = history.columns.get(name)
         values = column[keep] if column is not None else np.full(slot.size, np.nan)
@@ -98,7 +98,8 @@ def _bucket_stats(values: np.ndarray, slot: np.ndarray, n: int) -> dict[str, lis
         mean = total / count
 
     def listed(a: np.ndarray) -> list:
-        return [float(v) if c else None for v, c in zip(a.tolist(), count.tolist())]
+        # 6 significant digits are more than a chart shows and half the bytes (the CSV has them all)
+        return [float(f"{v:.6g}") if c else None for v, c in zip(a.tolist(), count.tolist())]
 
     return {"mean": listed(mean), "min": listed(low), "max": listed(high)}
 

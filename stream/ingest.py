@@ -144,13 +144,21 @@ class Ingest:
         """
         if image is not None and (image.spec.compression == "none" or image.spec.size <= IMAGE_FIRST_PIXELS):
             stats, ok = self._from_image(image)
-            return (stats, True) if ok else (self._from_profiles(message, layout) or statistics.NO_BEAM, False)
+            profiles = self._profiles(message, layout)  # decoded anyway: a corrupt one is counted now
+            if ok:
+                return stats, True
+            return (statistics.from_profiles(*profiles) if profiles else statistics.NO_BEAM), False
         stats = self._from_profiles(message, layout)
         if stats is not None:
             return stats, True
         return self._from_image(image) if image is not None else (statistics.NO_BEAM, True)
 
     def _from_profiles(self, message: Message, layout: StreamLayout) -> statistics.BeamStats | None:
+        profiles = self._profiles(message, layout)
+        return statistics.from_profiles(*profiles) if profiles else None
+
+    def _profiles(self, message: Message, layout: StreamLayout) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stream's x and y profiles as arrays, or None (absent, empty, corrupt: reported)."""
         px = message.channels.get(layout.profile_x or "")
         py = message.channels.get(layout.profile_y or "")
         if px is None or py is None or px.is_empty or py.is_empty:
@@ -161,7 +169,7 @@ class Ingest:
             self.report(exc)
             return None
         if isinstance(vx, np.ndarray) and isinstance(vy, np.ndarray) and vx.ndim == vy.ndim == 1:
-            return statistics.from_profiles(vx, vy)
+            return vx, vy
         return None
 
     def _from_image(self, image: ChannelValue) -> tuple[statistics.BeamStats, bool]:

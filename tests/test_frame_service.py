@@ -174,7 +174,11 @@ def test_a_kept_frame_is_rendered_by_its_seq_and_pinned_frames_outlive_the_live_
     assert old is not None and old.seq == pinned[0].seq
 
 
-def test_corrupt_image_is_counted_once_and_the_previous_frame_stays(clock: ManualClock) -> None:
+def test_corrupt_image_is_counted_once_and_the_previous_frame_stays(clock: ManualClock,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import stream.ingest
+
+    monkeypatch.setattr(stream.ingest, "IMAGE_FIRST_PIXELS", 0)  # a "big" frame: statistics from the profiles
     camera = FedCamera()
     image = np.random.default_rng(1).integers(0, 4000, (96, 128)).astype(np.uint16)
     # With profiles the image is not decoded on arrival (statistics use the profiles): only when rendered.

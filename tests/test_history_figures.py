@@ -39,8 +39,11 @@ def expected_buckets(values, times, width: float, first: int, last: int) -> list
     for value, stamp in zip(values, times):
         if math.isfinite(value):
             groups[math.floor(stamp / width)].append(value)
-    return [(min(groups[i]), sum(groups[i]) / len(groups[i]), max(groups[i])) if groups.get(i) else None
-            for i in range(first, last + 1)]
+    def shown(v: float) -> float:  # charts carry 6 significant digits (the CSV all of them)
+        return float(f"{v:.6g}")
+
+    return [(shown(min(groups[i])), shown(sum(groups[i]) / len(groups[i])), shown(max(groups[i])))
+            if groups.get(i) else None for i in range(first, last + 1)]
 
 
 def as_triples(stats: dict[str, list]) -> list[tuple | None]:
