@@ -94,7 +94,8 @@ def test_band_and_mean_window_and_gap(url: str, driver: Any, stream: DesignedStr
     assert all(q[0] == q[1] >= q[2] == q[3] and q[4] is None for q in filled), filled
     assert sum(q[:4] == [5.5, 5.5, 5.0, 5.0] for q in filled) >= len(filled) - 2  # all but partial buckets
     values = [m for m in mean["y"] if m is not None]
-    assert len(values) > 10 and all(m == pytest.approx(5.25, abs=0.06) for m in values)
+    assert len(values) > 10
+    assert sum(m == pytest.approx(5.25, abs=0.06) for m in values) >= len(values) - 2  # all but partial buckets
     # a gap: empty buckets between filled ones, about 30 s of pulse time
     xs = [x for x, m in zip(mean["x"], mean["y"]) if m is not None]
     gaps = [b - a for a, b in zip(xs, xs[1:])]
