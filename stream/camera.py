@@ -21,7 +21,8 @@ from .frames import DEFAULT_FRAME_MEMORY, DEFAULT_FRAMES, FrameStore
 from .ingest import Ingest, make_frame
 from .layout import Axis, ChannelNames, StreamLayout
 from .protocol import BsreadError, Message
-from .receiver import Health, Receiver
+from .health import Health
+from .receiver import Receiver
 from .ring_buffer import DEFAULT_CAPACITY, RingBuffer
 from .rois import RoiSet
 from .simulator import Simulator, SimulatorConfig

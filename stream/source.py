@@ -12,7 +12,7 @@ from .background import Background
 from .frames import FrameStore
 from .layout import Axis, StreamLayout
 from .protocol import BsreadError
-from .receiver import Health
+from .health import Health
 from .ring_buffer import RingBuffer
 from .rois import RoiSet
 

@@ -35,7 +35,7 @@ from components import ids
 from stream.encoder import Encoder
 
 from .dash_client import DashClient, text_of
-from .fuzz_messages import BASE_TIME, OK, XSS_NAME, Case, Fuzzer, Oracle
+from .fuzz_messages import BASE_TIME, XSS_NAME, Fuzzer, Oracle
 from .helpers import free_port, send_multipart, wait_until
 from .live_app import app_process
 
@@ -223,7 +223,7 @@ class Campaign:
             else:
                 frames = self.fuzzer.corrupt_profile().frames
             self.send(frames)
-            after = self.wait_received(before["received"] + 1)
+            self.wait_received(before["received"] + 1)
             if kind.endswith("image"):
                 # Counted on arrival (the statistics read the image) or once a browser asks for it.
                 deadline = time.monotonic() + 15

@@ -8,14 +8,13 @@ One app (a designed stream) and one browser for the module.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
-from tests.browser import (PAGE_TIMEOUT_S, UPDATE_TIMEOUT_S, DesignedStream, chrome, open_page, read, require_browser,
+from tests.browser import (UPDATE_TIMEOUT_S, DesignedStream, chrome, open_page, read, require_browser,
                            served, set_viewport, severe_logs, shown_pulse)
 from tests.helpers import wait_until
 

@@ -17,6 +17,7 @@ import zmq
 
 import stream.compression as compression
 import stream.protocol as protocol
+import stream.values as values
 from stream.encoder import Encoder
 
 # --------------------------------------------------------------------------------- hand-built frames
@@ -616,7 +617,7 @@ MALFORMED: dict[str, tuple[Callable[[], list[Any]], str]] = {
         lambda: _with_channel(value=struct.pack(">qi", -8, 64) + b"\0" * 8, compression="bitshuffle_lz4"),
         "size-mismatch"),
     "string too long": (
-        lambda: _with_channel(value=b"x" * (protocol.MAX_STRING_BYTES + 1), type="string", shape=[1]), "size-mismatch"),
+        lambda: _with_channel(value=b"x" * (values.MAX_STRING_BYTES + 1), type="string", shape=[1]), "size-mismatch"),
     # unknown-type
     "unknown type": (lambda: _with_channel(type="complex128"), "unknown-type"),
     "type not a string": (lambda: _with_channel(type=["int32"]), "unknown-type"),

@@ -29,7 +29,7 @@ import zmq
 from components import ids
 from config import parse_args
 from stream.encoder import Encoder
-from tests.dash_client import DashClient, text_of
+from tests.dash_client import DashClient
 from tests.helpers import LOCALHOST, send_multipart, wait_until
 from tests.live_app import app_process, request
 
