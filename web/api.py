@@ -143,24 +143,23 @@ def saturation_level(args: Any, frame: Any) -> float | None:
 # ---------------------------------------------------------------------------------------- routes
 
 
-def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint:
-    api = flask.Blueprint("api", __name__)
+class Api:
+    """The endpoints, each a method reading the request's arguments (routes in `blueprint`)."""
 
-    @api.errorhandler(ApiError)
-    def refused(exc: ApiError):
-        return json_response({"error": str(exc)}, exc.status)
+    def __init__(self, registry: CameraRegistry, frames: FrameService) -> None:
+        self.registry = registry
+        self.frames = frames
 
-    @api.get("/api/frame")
-    def frame():
+    def frame(self) -> flask.Response:
         args = flask.request.args
-        camera = camera_for(registry, args)
+        camera = camera_for(self.registry, args)
         view = view_from(args, camera)
         client = client_id(args)
         seq = integer(args, "seq")
         after = integer(args, "after", lo=-1)
         stream = orjson.dumps(stream_state(camera)).decode()
         seen = after if after is not None and after >= 0 else None
-        rendered = frames.frame(camera, view, seq=seq, client=client, seen=seen)
+        rendered = self.frames.frame(camera, view, seq=seq, client=client, seen=seen)
         if rendered is None:
             if seq is not None:
                 raise ApiError(404, f"frame {seq} is no longer kept")
@@ -170,12 +169,10 @@ def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint
         return flask.Response(rendered.body, mimetype="application/octet-stream",
                               headers={"X-SOV-Stream": stream, "Cache-Control": "no-store"})
 
-    @api.get("/api/pixel")
-    def pixel():
+    def pixel(self) -> flask.Response:
         args = flask.request.args
-        camera = camera_for(registry, args)
-        seq = integer(args, "seq")
-        client = client_id(args)
+        camera = camera_for(self.registry, args)
+        seq, client = integer(args, "seq"), client_id(args)
         found = camera.frames.get(seq, client) if seq is not None else camera.frames.latest()
         if found is None:
             raise ApiError(404, "that frame is no longer kept" if seq is not None else "no frame yet")
@@ -185,8 +182,8 @@ def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint
             raise ApiError(400, "give col and row (pixel indices)")
         available = camera.frames.pinned(client) if client else ()
         background = camera.background.current if args.get("bg") == "1" else None
-        processed = frames.processor(camera).process(found, available or camera.frames.recent(),
-                                                     int(number(args, "avg", 1, 1, 100)), background)
+        processed = self.frames.processor(camera).process(found, available or camera.frames.recent(),
+                                                          int(number(args, "avg", 1, 1, 100)), background)
         axis_x, axis_y = camera.axes
         return json_response({
             "camera": camera.name, "seq": found.seq, "pulse_id": found.pulse_id, "col": col, "row": row,
@@ -194,10 +191,9 @@ def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint
             "value": float(processed.image[row, col]), "raw": float(found.image()[row, col]),
             "averaged": processed.averaged, "background": processed.background})
 
-    @api.route("/api/hold", methods=["POST", "DELETE"])
-    def hold():
+    def hold(self) -> flask.Response:
         args = flask.request.args
-        camera = camera_for(registry, args)
+        camera = camera_for(self.registry, args)
         client = client_id(args)
         if client is None:
             raise ApiError(400, "give client (the page's id)")
@@ -208,30 +204,38 @@ def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint
         return json_response({"frames": [{"seq": f.seq, "pulse_id": f.pulse_id, "timestamp": f.timestamp}
                                          for f in pinned]})
 
-    @api.get("/api/status")
-    def status():
-        camera = camera_for(registry, flask.request.args)
-        return json_response(status_document(camera, registry.camserver_error))
+    def status(self) -> flask.Response:
+        camera = camera_for(self.registry, flask.request.args)
+        return json_response(status_document(camera, self.registry.camserver_error))
 
-    @api.get("/api/cameras")
-    def cameras():
+    def cameras(self) -> flask.Response:
+        registry = self.registry
         return json_response({"cameras": registry.listing(), "default": registry.default,
                               "camserver_error": registry.camserver_error})
 
-    @api.get("/api/readings.csv")
-    def readings():
+    def readings(self) -> flask.Response:
         args = flask.request.args
-        camera = camera_for(registry, args)
+        camera = camera_for(self.registry, args)
         seconds = number(args, "seconds", None, 1e-9, MAX_SECONDS)
         body = readings_csv(camera.buffer.window(seconds))
-        name = f"readings-{camera.name}-{utc_for_filename()}.csv"
+        name = safe_filename(f"readings-{camera.name}-{utc_for_filename()}.csv")
         return flask.Response(body, mimetype="text/csv",
-                              headers={"Content-Disposition": f'attachment; filename="{safe_filename(name)}"'})
+                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    @api.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    def no_such_endpoint(unknown: str):  # not Dash's page, which answers every other path with 200
-        return json_response({"error": "no such endpoint"}, 404)
 
+def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint:
+    api = flask.Blueprint("api", __name__)
+    handlers = Api(registry, frames)
+    api.register_error_handler(ApiError, lambda exc: json_response({"error": str(exc)}, exc.status))
+    api.add_url_rule("/api/frame", view_func=handlers.frame)
+    api.add_url_rule("/api/pixel", view_func=handlers.pixel)
+    api.add_url_rule("/api/hold", view_func=handlers.hold, methods=["POST", "DELETE"])
+    api.add_url_rule("/api/status", view_func=handlers.status)
+    api.add_url_rule("/api/cameras", view_func=handlers.cameras)
+    api.add_url_rule("/api/readings.csv", view_func=handlers.readings)
+    # Not Dash's page, which answers every other path with 200: a typo must look like one to a script.
+    api.add_url_rule("/api/<path:unknown>", view_func=lambda unknown: json_response({"error": "no such endpoint"}, 404),
+                     methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     return api
 
 
