@@ -107,8 +107,8 @@ def _parser() -> _Parser:
     roles.add_argument("--energy-channel", default="beam_energy", help="channel holding the beam energy (GeV)")
     roles.add_argument("--rate-channel", default="repetition_rate", help="channel holding the repetition rate (Hz)")
     for axis in ("x", "y"):
-        roles.add_argument(f"--{axis}-profile-channel", help=f"{axis} profile channel (default: detected)")
-        roles.add_argument(f"--{axis}-axis-channel", help=f"{axis} axis calibration channel (default: detected)")
+        roles.add_argument(f"--{axis}-profile-channel", help=f"{axis} profile channel; None: detected")
+        roles.add_argument(f"--{axis}-axis-channel", help=f"{axis} axis calibration channel; None: detected")
     keep = parser.add_argument_group("memory and files")
     keep.add_argument("--history", type=int, default=360_000, help="rows of history per camera (1 h at 100 Hz)")
     keep.add_argument("--frames", type=_bounded(int, 1, 10_000, ""), default=100,
