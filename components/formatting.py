@@ -7,13 +7,19 @@ import math
 from typing import Any
 
 
-def format_value(value: Any) -> str:
-    """A reading with 4 significant digits; exponent form for very large or small magnitudes."""
+def finite(value: Any) -> float | None:
+    """`value` as a finite float, or None."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(number):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def format_value(value: Any) -> str:
+    """A reading with 4 significant digits; exponent form for very large or small magnitudes."""
+    number = finite(value)
+    if number is None:
         return "—"
     magnitude = abs(number)
     if magnitude == 0:
@@ -28,11 +34,8 @@ def format_value(value: Any) -> str:
 
 def with_unit(value: Any, unit: str, digits: str | None = None) -> str:
     """`value unit`, or a dash for a missing value."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(number):
+    number = finite(value)
+    if number is None:
         return "—"
     text = f"{number:{digits}}" if digits else format_value(number)
     return f"{text} {unit}".strip()

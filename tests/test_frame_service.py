@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import struct
 import threading
-import types
 
 import numpy as np
 import pytest
 
 import web.frame_service as frame_service_module
 from stream.encoder import Encoder
-from tests.web_fixtures import FedCamera, camera_values, designed_image
+from tests.web_fixtures import ManualClock, FedCamera, camera_values, designed_image
 from web.frame_service import FrameService, decode, encode, frame_meta, gaussian, profile_curves
 from web.processing import Processor
 from web.render import View
@@ -23,19 +22,9 @@ from web.render import View
 VIEW = View(bins_x=64, bins_y=48)
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
-    clock = ManualClock()
-    monkeypatch.setattr(frame_service_module, "time", types.SimpleNamespace(monotonic=clock, perf_counter=clock))
-    return clock
+    return ManualClock().install(monkeypatch, frame_service_module)
 
 
 def counting_service(period_s: float = 0.1) -> tuple[FrameService, list[float]]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import stream.frames as frames_module
 from stream.frames import Frame, FrameStore
+from tests.web_fixtures import ManualClock
 from stream.protocol import BsreadError
 from tests.helpers import make_message
 
@@ -30,19 +31,9 @@ def make_frame(seq: int, width: int = 16, compression: str = "none", image: Any 
                  {"beam_intensity": float(seq)}, {"beam_energy": 5.0 + seq})
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(frames_module, "time", fake)
-    return fake
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    return ManualClock().install(monkeypatch, frames_module)
 
 
 def seqs(frames: tuple[Frame, ...]) -> list[int]:
@@ -141,7 +132,7 @@ def test_max_frames_must_be_positive() -> None:
 # ------------------------------------------------------------------------------------------ pins
 
 
-def test_a_pin_keeps_frames_for_its_client_after_they_left_the_live_list(clock: FakeClock) -> None:
+def test_a_pin_keeps_frames_for_its_client_after_they_left_the_live_list(clock: ManualClock) -> None:
     store = FrameStore(max_frames=3, max_bytes=10**9)
     store.keep_recent(True)
     for seq in range(5):
@@ -172,7 +163,7 @@ def test_pinning_again_replaces_the_clients_pin() -> None:
     assert store.pin("a", upto_seq=-1) == ()
 
 
-def test_pins_are_bounded_in_number_least_recently_used_first(clock: FakeClock) -> None:
+def test_pins_are_bounded_in_number_least_recently_used_first(clock: ManualClock) -> None:
     store = FrameStore(max_frames=2, max_bytes=10**9)
     store.push(make_frame(0))
     for index in range(frames_module.MAX_PINS):
@@ -187,7 +178,7 @@ def test_pins_are_bounded_in_number_least_recently_used_first(clock: FakeClock) 
     assert [client for client in clients if not store.pinned(client)] == ["c1"]
 
 
-def test_pins_nobody_used_for_the_ttl_are_dropped(clock: FakeClock) -> None:
+def test_pins_nobody_used_for_the_ttl_are_dropped(clock: ManualClock) -> None:
     store = FrameStore(max_frames=2, max_bytes=10**9)
     store.push(make_frame(0))
     store.pin("old")
@@ -200,7 +191,7 @@ def test_pins_nobody_used_for_the_ttl_are_dropped(clock: FakeClock) -> None:
     assert store.pinned("used") and store.pinned("new")
 
 
-def test_pins_are_bounded_in_bytes(clock: FakeClock) -> None:
+def test_pins_are_bounded_in_bytes(clock: ManualClock) -> None:
     one = make_frame(0).nbytes
     store = FrameStore(max_frames=3, max_bytes=3 * one)
     store.keep_recent(True)
@@ -234,7 +225,7 @@ ACTIONS = st.lists(st.one_of(
 @given(actions=ACTIONS, max_frames=st.integers(1, 6), budget=st.integers(1, 8))
 def test_memory_stays_bounded_under_any_pattern(actions: list[tuple[str, Any]], max_frames: int,
                                                 budget: int) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     original = frames_module.time
     frames_module.time = clock  # type: ignore[assignment]
     try:

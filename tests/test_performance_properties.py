@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import types
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from stream.encoder import Encoder
 from stream.simulator import SPOT_SIGMAS, BeamModel
 from tests.dash_client import DashClient
 from tests.helpers import wait_until
-from tests.web_fixtures import T0, FedCamera, camera_values, designed_image, fed_app
+from tests.web_fixtures import ManualClock, T0, FedCamera, camera_values, designed_image, fed_app
 from web.frame_service import decode
 from web.render import HISTOGRAM_BINS
 
@@ -31,19 +30,9 @@ HISTORY_TICK_LIMIT = 5 * 1024  # bytes per history increment (issue goal)
 HEADER_LIMIT = 6 * 1024  # the JSON header of a frame answer
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
-    clock = ManualClock()
-    monkeypatch.setattr(frame_service_module, "time", types.SimpleNamespace(monotonic=clock, perf_counter=clock))
-    return clock
+    return ManualClock().install(monkeypatch, frame_service_module)
 
 
 def beam(height: int, width: int, dtype: str = "float64", seed: int = 0) -> np.ndarray:

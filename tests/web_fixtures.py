@@ -12,6 +12,8 @@ where it is) and `camera_values` (the channels of the original simulated camera,
 
 from __future__ import annotations
 
+import types
+
 from typing import Any, Mapping
 
 import numpy as np
@@ -120,3 +122,20 @@ def fed_app(*cameras: Camera, argv: list[str] | None = None) -> Any:
 
     return app_module.create_app(parse_args(argv or []), FedRegistry(*(cameras or (FedCamera(),))))
 
+
+class ManualClock:
+    """A clock the test moves by hand (`clock.now += 1`), for modules that read `time.monotonic()`."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def install(self, monkeypatch: Any, module: Any) -> "ManualClock":
+        """Replace `module.time` by this clock (monotonic and perf_counter)."""
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(monotonic=self, perf_counter=self))
+        return self

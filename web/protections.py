@@ -4,8 +4,8 @@
 2. authentication: HTTP basic auth on everything when `--auth` is given;
 3. same-origin writes: PUT/POST/DELETE from another site are refused (a page elsewhere could
    otherwise use the operator's stored credentials: regions, background, pins);
-4. the computing gate: at most `limit` requests that compute (frames, CSV, snapshots, Dash
-   callbacks) at once, and none starts while a camera's receiver is behind;
+4. the computing gate: at most `limit` requests that compute (frames, CSV, snapshots, and every
+   POST: Dash's callbacks) at once, and none starts while a camera's receiver is behind;
 5. response headers (nosniff, no framing, no referrer).
 Request bodies are capped by `MAX_CONTENT_LENGTH` and waitress's `max_request_body_size`.
 """
@@ -28,7 +28,7 @@ QUEUE_TIMEOUT_S = 30.0
 # While a receiver is falling behind, new work waits (at most this long) for it to catch up: with a
 # sender queue of 10 messages (psi-bsread's default) it has well under a second of slack.
 RECEIVER_PRIORITY_WAIT_S = 0.5
-COMPUTING = ("/_dash-update-component", "/api/frame", "/api/pixel", "/api/readings.csv", "/api/snapshot.h5")
+COMPUTING = ("/api/frame", "/api/pixel", "/api/readings.csv", "/api/snapshot.h5")  # and every POST: Dash's callbacks
 WRITES = ("PUT", "POST", "DELETE", "PATCH")
 
 
@@ -90,7 +90,8 @@ def computing_gate(limit: int, receivers_caught_up: Callable[[], list[threading.
     gate = threading.BoundedSemaphore(limit)
 
     def admit() -> flask.Response | None:
-        if flask.request.path not in COMPUTING:
+        request = flask.request
+        if request.method != "POST" and request.path not in COMPUTING:
             return None
         for caught_up in receivers_caught_up():
             caught_up.wait(RECEIVER_PRIORITY_WAIT_S)
