@@ -65,7 +65,7 @@ def create_app(config: Config, registry: Any) -> Any:
     import flask
     from dash import Dash
 
-    from callbacks import export, header, health_panel, history_panel, image_panel, readings_panel, tools_panel
+    from callbacks import header, health_panel, history_panel, image_panel, readings_panel, tools_panel
     from components.layout import page
     from web import api, protections, tools_api
     from web.diagnostics import Diagnostics
@@ -89,7 +89,7 @@ def create_app(config: Config, registry: Any) -> Any:
     app.layout = layout
     diagnostics = Diagnostics()
     frames = FrameService(config.period_s, on_render=diagnostics.rendered)
-    for panel in (header, health_panel, image_panel, readings_panel, history_panel, tools_panel, export):
+    for panel in (header, health_panel, image_panel, readings_panel, history_panel, tools_panel):
         panel.register(app, registry)
     server.register_blueprint(api.blueprint(registry, frames))
     server.register_blueprint(tools_api.blueprint(registry))

@@ -1,5 +1,6 @@
 """History charts: whole figures when a browser connects or changes settings, increments afterwards;
-the window's statistics when they are unfolded; the channel choices of the fourth chart."""
+the window's statistics when they are unfolded; the channel choices of the fourth chart; the CSV
+export of the chosen window."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from dash import Dash, Input, Output, State, ctx, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, no_update
 
 from components import ids
+from components.formatting import safe_filename, utc_for_filename
 from components.history_figures import (WINDOWS, bucket_width, bucketize, extend_data, history_figure,
                                         window_statistics)
 from components.history_panel import GRAPHS, charts_for, stats_table
+from components.readings_csv import readings_csv
 from stream.cameras import CameraRegistry, CameraUnavailable
 from stream.source import StreamSource
 from stream.statistics import STATS_COLUMNS
@@ -161,4 +164,16 @@ def register(app: Dash, registry: CameraRegistry) -> None:
                   prevent_initial_call=True)
     def toggle_details(_clicks, is_open):
         return not is_open
+
+    @app.callback(Output(ids.EXPORT_DOWNLOAD, "data"), Input(ids.EXPORT_BUTTON, "n_clicks"),
+                  State(ids.HISTORY_WINDOW, "value"), State(ids.CAMERA_SELECT, "value"), prevent_initial_call=True)
+    def export_csv(_clicks, window, camera_name):
+        """The readings of the chosen window: the rows its charts hold."""
+        try:
+            camera = registry.watch(camera_name)
+        except CameraUnavailable:
+            return no_update
+        history = camera.buffer.window(WINDOWS.get(window, WINDOWS["1 min"]))
+        return dcc.send_string(readings_csv(history), safe_filename(f"readings-{camera.name}-{utc_for_filename()}.csv"),
+                               type="text/csv")
 
