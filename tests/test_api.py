@@ -78,6 +78,19 @@ def test_frame_levels_and_meta_of_a_known_frame(cameras, http) -> None:
     assert np.array_equal(parts["y_profile"], IMAGE.sum(axis=1).astype(np.float32))
 
 
+def test_a_browser_gets_the_same_body_gzipped_once_per_render(cameras, http) -> None:
+    import gzip
+
+    cameras[0].feed(camera_values(IMAGE))
+    plain = http.get("/api/frame", query_string={"camera": "cam-a"})
+    packed = http.get("/api/frame", query_string={"camera": "cam-a"}, headers={"Accept-Encoding": "gzip, deflate"})
+    assert "Content-Encoding" not in plain.headers and packed.headers["Content-Encoding"] == "gzip"
+    assert packed.headers["Vary"] == "Accept-Encoding" and len(packed.data) < len(plain.data)
+    assert gzip.decompress(packed.data) == plain.data
+    again = http.get("/api/frame", query_string={"camera": "cam-a"}, headers={"Accept-Encoding": "gzip"})
+    assert again.data == packed.data and renders(http) == 1
+
+
 def test_default_camera_is_the_first(cameras, http) -> None:
     cameras[0].feed(camera_values(IMAGE))
     meta, _ = frame(http)

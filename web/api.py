@@ -166,8 +166,11 @@ class Api:
             return flask.Response(status=204, headers={"X-SOV-Stream": stream})
         if seq is None and after is not None and rendered.seq == after:
             return flask.Response(status=204, headers={"X-SOV-Stream": stream})
-        return flask.Response(rendered.body, mimetype="application/octet-stream",
-                              headers={"X-SOV-Stream": stream, "Cache-Control": "no-store"})
+        headers = {"X-SOV-Stream": stream, "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+        if "gzip" in flask.request.accept_encodings:
+            headers["Content-Encoding"] = "gzip"
+            return flask.Response(rendered.gzipped(), mimetype="application/octet-stream", headers=headers)
+        return flask.Response(rendered.body, mimetype="application/octet-stream", headers=headers)
 
     def pixel(self) -> flask.Response:
         args = flask.request.args

@@ -12,12 +12,13 @@ The answer's body (`encode`) is one JSON header and the binary parts it lists (d
 from __future__ import annotations
 
 import collections
+import gzip
 import logging
 import math
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -36,13 +37,22 @@ MAX_VIEWS = 32  # rendered (view, frame) entries kept per camera (LRU)
 DTYPES = {np.dtype(np.uint8): "u1", np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class RenderedFrame:
     seq: int
     pulse_id: int
     rendered: float  # monotonic time of rendering
     scaled_range: tuple[float, float] | None  # automatic colour range, for the next frame to hold
     body: bytes
+    _gzipped: bytes | None = field(default=None, repr=False)
+
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed (level 1), made once for every browser that accepts it: about half
+        the bytes for ~1 ms once per render; the browser inflates it off its main thread
+        (bench/frame_format.py)."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=1, mtime=0)
+        return self._gzipped
 
 
 def encode(meta: dict[str, Any], parts: tuple[tuple[str, np.ndarray], ...]) -> bytes:
