@@ -9,6 +9,8 @@ logging); the stream is fed by a PUSH bound on 127.0.0.1 in this process.
 
 from __future__ import annotations
 
+import logging
+
 import base64
 import json
 import os
@@ -423,3 +425,17 @@ def test_stream_strings_never_become_elements_in_the_page(push) -> None:
     for state in states:
         assert state["imgs"] == [] and state["links"] == [] and state["alerted"] == 0, state
     assert states[-1]["parameters"] == parameters or states[-1]["parameters"] == ""
+
+
+def test_failing_requests_log_one_traceback_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    """Malformed Dash callback requests from any client must not fill the log with tracebacks."""
+    from tests.web_fixtures import FedCamera, fed_app
+
+    app = fed_app(FedCamera("cam"))
+    client = app.server.test_client()
+    caplog.set_level(logging.ERROR)
+    for _ in range(20):
+        reply = client.post("/_dash-update-component", data='{"output": 1}', content_type="application/json")
+        assert reply.status_code >= 400
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1, [r.getMessage() for r in caplog.records]

@@ -7,13 +7,17 @@
 4. the computing gate: at most `limit` requests that compute (frames, CSV, snapshots, and every
    POST: Dash's callbacks) at once, and none starts while a camera's receiver is behind;
 5. response headers (nosniff, no framing, no referrer).
-Request bodies are capped by `MAX_CONTENT_LENGTH` and waitress's `max_request_body_size`.
+Request bodies are capped by `MAX_CONTENT_LENGTH` and waitress's `max_request_body_size`, and a
+request that fails with an exception is logged with its traceback once per kind of exception (any
+client could otherwise fill the log with malformed callback requests).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
+import time
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -35,6 +39,7 @@ WRITES = ("PUT", "POST", "DELETE", "PATCH")
 def register(server: flask.Flask, auth: str | None, receivers_caught_up: Callable[[], list[threading.Event]],
              limit: int = CALLBACK_CONCURRENCY) -> None:
     server.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    server.logger.addFilter(OncePerKind())
     server.before_request(no_dev_routes)
     if auth:
         server.before_request(basic_auth(auth))
@@ -43,6 +48,36 @@ def register(server: flask.Flask, auth: str | None, receivers_caught_up: Callabl
     server.before_request(admit)
     server.teardown_request(release)
     server.after_request(security_headers)
+
+
+class OncePerKind(logging.Filter):
+    """A failed request's traceback once per exception type; later ones as one line a minute, counted."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._seen: dict[str, list[float]] = {}  # kind -> [next time a line is let through, suppressed]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or record.exc_info[0] is None:
+            return True
+        kind = record.exc_info[0].__name__
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(kind)
+            if seen is None:
+                if len(self._seen) < 1000:
+                    self._seen[kind] = [now + self.interval_s, 0]
+                return True
+            if now < seen[0]:
+                seen[1] += 1
+                return False
+            record.msg = f"{record.msg} ({kind} again; {seen[1]} more since the last line)"
+            seen[0], seen[1] = now + self.interval_s, 0
+        record.exc_info = None
+        record.exc_text = None
+        return True
 
 
 def no_dev_routes() -> flask.Response | None:
