@@ -59,7 +59,7 @@
             set(n.info, text);
             set(n.banner, meta.processing_error ? "processing error: " + meta.processing_error : "");
             // the overlay box: the part of the plot area the picture covers
-            var b = p.frameBox(meta, g), left = Math.max(0, b.left), top = Math.max(0, b.top);
+            var b = sov.canvas.frameBox(meta, g), left = Math.max(0, b.left), top = Math.max(0, b.top);
             var right = Math.min(g.image.width, b.left + b.width), bottom = Math.min(g.image.height, b.top + b.height);
             Object.assign(n.host.style, {left: g.image.left + left + "px", top: g.image.top + top + "px",
                                          width: Math.max(0, right - left) + "px", height: Math.max(0, bottom - top) + "px"});

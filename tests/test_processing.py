@@ -131,3 +131,39 @@ def test_processed_images_are_cached_per_frame_average_and_background() -> None:
     dark = background(np.zeros((24, 32)))
     with_bg = processor.process(frames[-1], frames, 3, dark)
     assert with_bg is not first and processor.process(frames[-1], frames, 3, dark) is with_bg
+
+
+def _stream_of(images: list[np.ndarray], average: int) -> list[np.ndarray]:
+    """The processed image after each frame of `images`, averaging the last `average` (a live view)."""
+    camera, processor, shown = FedCamera(), Processor(), []
+    camera.frames.keep_recent(True)
+    for image in images:
+        camera.feed(camera_values(image))
+        frames = camera.frames.recent()
+        shown.append(processor.process(frames[-1], frames, average, None).image)
+    return shown
+
+
+def test_a_nan_pixel_leaves_the_mean_when_its_frame_does() -> None:
+    images = [np.full((4, 4), 1.0) for _ in range(12)]
+    images[3][0, 0] = np.nan
+    shown = _stream_of(images, 4)
+    assert [float(s[0, 0]) for s in shown[3:8]] == [1.0] * 5  # the other frames' mean, then no trace of it
+    assert all(np.array_equal(s, np.ones((4, 4))) for s in shown[7:])
+
+
+def test_a_huge_value_leaves_the_mean_without_taking_the_small_ones_with_it() -> None:
+    images = [np.full((4, 4), 1.0) for _ in range(12)]
+    images[5][1, 1] = 1e20
+    shown = _stream_of(images, 4)
+    assert float(shown[5][1, 1]) == pytest.approx((3 + 1e20) / 4)
+    assert [float(s[1, 1]) for s in shown[9:]] == [1.0] * 3
+
+
+def test_integer_cameras_are_averaged_exactly_over_a_long_stream() -> None:
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 65535, (8, 8), dtype=np.uint16) for _ in range(200)]
+    shown = _stream_of(images, 7)
+    for k in (50, 123, 199):
+        expected = np.mean(np.stack(images[k - 6:k + 1]).astype(np.float64), axis=0).astype(np.float32)
+        assert np.array_equal(shown[k], expected)

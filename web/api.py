@@ -183,7 +183,7 @@ class Api:
         col, row = integer(args, "col", hi=width - 1), integer(args, "row", hi=height - 1)
         if col is None or row is None:
             raise ApiError(400, "give col and row (pixel indices)")
-        available = camera.frames.pinned(client) if client else ()
+        available = camera.frames.pinned(client) if client and seq is not None else ()
         background = camera.background.current if args.get("bg") == "1" else None
         processed = self.frames.processor(camera).process(found, available or camera.frames.recent(),
                                                           int(number(args, "avg", 1, 1, 100)), background)

@@ -18,6 +18,7 @@ import math
 import struct
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -80,6 +81,8 @@ def decode(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 class _CameraCache:
+    """Rendered frames of one camera connection (a reconnected camera starts empty: its numbering too)."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.entries: collections.OrderedDict[tuple, RenderedFrame] = collections.OrderedDict()
@@ -87,49 +90,60 @@ class _CameraCache:
         self.processor = Processor()
         self.failed_seq = -1
 
+    def lookup(self, key: tuple) -> tuple[RenderedFrame | None, threading.Lock]:
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is not None:
+                self.entries.move_to_end(key)
+            if len(self.view_locks) > 4 * MAX_VIEWS:  # views that never got rendered must not pile up
+                self.view_locks = {k: v for k, v in self.view_locks.items() if k in self.entries}
+            return entry, self.view_locks.setdefault(key, threading.Lock())
+
+    def store(self, key: tuple, entry: RenderedFrame) -> None:
+        with self.lock:
+            self.entries[key] = entry
+            self.entries.move_to_end(key)
+            while len(self.entries) > MAX_VIEWS:
+                old, _ = self.entries.popitem(last=False)
+                self.view_locks.pop(old, None)
+
 
 class FrameService:
     def __init__(self, min_interval_s: float, on_render: Callable[[float], None] | None = None) -> None:
         self.min_interval_s = min_interval_s
         self._on_render = on_render  # diagnostics: seconds spent per render
         self._lock = threading.Lock()
-        self._cameras: dict[str, _CameraCache] = {}
+        # Keyed by the camera's frame store: one cache per connection, gone with it.
+        self._cameras: weakref.WeakKeyDictionary[Any, _CameraCache] = weakref.WeakKeyDictionary()
 
     def _cache(self, camera: StreamSource) -> _CameraCache:
         with self._lock:
-            return self._cameras.setdefault(camera.name, _CameraCache())
+            cache = self._cameras.get(camera.frames)
+            if cache is None:
+                cache = self._cameras[camera.frames] = _CameraCache()
+            return cache
 
     def processor(self, camera: StreamSource) -> Processor:
         return self._cache(camera).processor
 
     def frame(self, camera: StreamSource, view: View, seq: int | None = None, client: str | None = None,
               seen: int | None = None) -> RenderedFrame | None:
-        """The newest frame (or frame `seq`) rendered for `view`; None if there is none (yet, or any more).
+        """The newest frame (or kept frame `seq`) rendered for `view`; None if there is none (yet, or any more).
 
         `seen` is the frame the asking browser shows. A browser asking once per period finds the
         cache a little younger than a period about half the time (jitter); if it already has the
         cached frame it may trigger a render after half a period, else it would draw at half rate.
         """
         cache = self._cache(camera)
-        if seq is not None:
-            frame = camera.frames.get(seq, client)
-        else:
-            frame = camera.frames.latest()
+        frame = camera.frames.get(seq, client) if seq is not None else camera.frames.latest()
         if frame is None:
             return None
         key = (view, seq)
-        with cache.lock:
-            entry = cache.entries.get(key)
-            if entry is not None:
-                cache.entries.move_to_end(key)
-            if len(cache.view_locks) > 4 * MAX_VIEWS:  # views that never got rendered must not pile up
-                cache.view_locks = {k: v for k, v in cache.view_locks.items() if k in cache.entries}
-            lock = cache.view_locks.setdefault(key, threading.Lock())
+        entry, lock = cache.lookup(key)
         if entry is not None and self._current(entry, frame, seen, seq):
             return entry
         with lock:  # one render per view at a time; the others wait and reuse its result
-            with cache.lock:
-                entry = cache.entries.get(key)
+            entry, _ = cache.lookup(key)
             if seq is None:
                 frame = camera.frames.latest() or frame
             if entry is not None and self._current(entry, frame, seen, seq):
@@ -137,30 +151,27 @@ class FrameService:
             if frame.seq == cache.failed_seq:
                 return entry
             try:
-                rendered = self._render(camera, cache, frame, view, entry, client)
+                rendered = self._render(camera, cache, frame, view, entry, client if seq is not None else None)
             except BsreadError as exc:  # corrupt compressed image: counted, previous frame kept
                 cache.failed_seq = frame.seq
                 camera.count_invalid(exc)
                 return entry
-            with cache.lock:
-                cache.entries[key] = rendered
-                cache.entries.move_to_end(key)
-                while len(cache.entries) > MAX_VIEWS:
-                    old, _ = cache.entries.popitem(last=False)
-                    cache.view_locks.pop(old, None)
+            cache.store(key, rendered)
             return rendered
 
     def _current(self, entry: RenderedFrame, frame: Frame, seen: int | None, seq: int | None) -> bool:
-        if seq is not None or entry.seq >= frame.seq:
-            return entry.seq == frame.seq if seq is not None else True
+        if seq is not None:
+            return entry.seq == frame.seq
+        if entry.seq >= frame.seq:
+            return True
         age = time.monotonic() - entry.rendered
         return age < (self.min_interval_s / 2 if seen == entry.seq else self.min_interval_s)
 
     def _render(self, camera: StreamSource, cache: _CameraCache, frame: Frame, view: View,
                 previous: RenderedFrame | None, client: str | None) -> RenderedFrame:
+        """Render `frame`; `client` is given for a kept frame: its pinned frames are its past."""
         started = time.perf_counter()
-        available = camera.frames.pinned(client) if client else ()
-        available = available or camera.frames.recent()
+        available = (camera.frames.pinned(client) if client else ()) or camera.frames.recent()
         background = camera.background.current if view.background else None
         processed = cache.processor.process(frame, available, view.average, background)
         raw = frame.image()

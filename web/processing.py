@@ -1,8 +1,10 @@
 """A view's processing of raw frames: the mean of the last N frames, minus the camera's background.
 
-Averages are kept as running sums per (camera, N): the next frame adds one image and drops the
-oldest instead of summing N again. Processed images are cached (bounded in bytes) because the
-renderer and hover values ask for the same one.
+Averages are kept as running sums per N (one camera's processor): the next frame adds one image and
+drops the oldest instead of summing N again. Integer cameras sum exactly (int64); float cameras sum
+their finite values and count them per pixel (a NaN pixel in one frame must not poison the mean for
+good), and the sum is rebuilt from the frames every N updates so rounding cannot drift. Processed
+images are cached (bounded in bytes) because the renderer and hover values ask for the same one.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from stream.background import BackgroundImage
 from stream.frames import Frame
 
 MAX_AVERAGE = 100
-MAX_SUMS = 4  # running sums per camera (distinct N being watched)
+MAX_SUMS = 4  # running sums kept (distinct N being watched)
 CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Processed:
-    image: np.ndarray  # read-only 2-D: the raw image itself, or float32 / float64 after processing
+    image: np.ndarray  # read-only 2-D: the raw image itself, or float32 after processing
     averaged: int  # frames in the mean (1: the frame itself)
     background: bool  # background subtracted
     note: str = ""  # why the processing asked for is not (fully) there, for the operator
@@ -32,12 +34,14 @@ class Processed:
 
 @dataclass
 class _Sum:
-    total: np.ndarray  # float64 sum of the images of `frames`
+    total: np.ndarray  # int64 (integer cameras) or float64 sum of the finite values
+    finite: np.ndarray | None  # float cameras: how many frames had a finite value at each pixel
     frames: tuple[Frame, ...]  # kept so that a frame leaving the window can be subtracted
+    updates: int = 0
 
 
 class Processor:
-    """Processing for one camera; safe to call from several web threads."""
+    """Processing for one camera connection; safe to call from several web threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,21 +53,19 @@ class Processor:
                 background: BackgroundImage | None) -> Processed:
         """`frame` averaged with the frames before it in `available` (oldest first), minus `background`."""
         average = max(1, min(MAX_AVERAGE, int(average)))
-        key = (frame.seq, id(frame.message), average, id(background) if background is not None else None)
+        earlier = [f for f in available if f.seq < frame.seq and f.shape == frame.shape][-(average - 1):] \
+            if average > 1 else []
+        frames = [*earlier, frame]
+        key = (tuple(id(f.message) for f in frames), id(background) if background is not None else None)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
         raw = frame.image()
-        image, averaged, note = raw, 1, ""
-        if average > 1:
-            earlier = [f for f in available if f.seq < frame.seq and f.shape == frame.shape]
-            frames = [*earlier[-(average - 1):], frame]
-            image = self._mean(average, frames)
-            averaged = len(frames)
-            if averaged < average:
-                note = f"mean of the {averaged} frames kept, {average} asked"
+        image, note = (self._mean(average, frames) if len(frames) > 1 else raw), ""
+        if len(frames) < average:
+            note = f"mean of the {len(frames)} frames kept, {average} asked"
         subtracted = False
         if background is not None:
             if background.image.shape == raw.shape:
@@ -72,41 +74,57 @@ class Processor:
             else:
                 bh, bw = background.image.shape
                 note = f"background is {bw} × {bh} px, the frame {raw.shape[1]} × {raw.shape[0]}: not subtracted"
-        if image is not raw:
-            image.flags.writeable = False
-        result = Processed(image, averaged, subtracted, note)
-        if image is not raw:
-            self._remember(key, result)
+        if image is raw:
+            return Processed(raw, 1, False, note)
+        image.flags.writeable = False
+        result = Processed(image, len(frames), subtracted, note)
+        self._remember(key, result)
         return result
 
     def _mean(self, average: int, frames: list[Frame]) -> np.ndarray:
         with self._lock:
             running = self._sums.pop(average, None)  # this thread owns it until it is put back
-        if running is not None and running.total.shape == frames[-1].shape:
-            before = {id(f) for f in running.frames}
-            now = {id(f) for f in frames}
-            added = [f for f in frames if id(f) not in before]
-            removed = [f for f in running.frames if id(f) not in now]
-            if len(added) + len(removed) < len(frames):  # cheaper than summing all again
-                for f in added:
-                    running.total += f.image()
-                for f in removed:
-                    running.total -= f.image()
-                running.frames = tuple(frames)
-            else:
-                running = None
-        else:
-            running = None
-        if running is None:
-            total = np.zeros(frames[-1].shape, dtype=np.float64)
-            for f in frames:
-                total += f.image()
-            running = _Sum(total, tuple(frames))
+        if running is None or not self._advance(running, frames):
+            running = self._rebuild(frames)
         with self._lock:
             self._sums[average] = running
             while len(self._sums) > MAX_SUMS:
                 self._sums.popitem(last=False)
-        return (running.total / len(frames)).astype(np.float32)
+        if running.finite is None:
+            return (running.total / len(frames)).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (running.total / running.finite).astype(np.float32)  # NaN where no frame had a value
+
+    @staticmethod
+    def _rebuild(frames: list[Frame]) -> _Sum:
+        integer = frames[-1].dtype.kind in "uib"
+        total = np.zeros(frames[-1].shape, dtype=np.int64 if integer else np.float64)
+        finite = None if integer else np.zeros(frames[-1].shape, dtype=np.int32)
+        running = _Sum(total, finite, ())
+        for f in frames:
+            _add(running, f.image(), +1)
+        running.frames = tuple(frames)
+        return running
+
+    @staticmethod
+    def _advance(running: _Sum, frames: list[Frame]) -> bool:
+        """Move the window (True), or False when summing again is cheaper or due."""
+        if running.total.shape != frames[-1].shape or (running.finite is None) != (frames[-1].dtype.kind in "uib"):
+            return False
+        before, now = {id(f) for f in running.frames}, {id(f) for f in frames}
+        added = [f for f in frames if id(f) not in before]
+        removed = [f for f in running.frames if id(f) not in now]
+        if len(added) + len(removed) >= len(frames) or running.updates >= len(frames):
+            return False
+        if running.finite is not None and any(_large(f.image()) for f in added + removed):
+            return False  # adding and removing 1e20 would cancel the small values beside it
+        for f in added:
+            _add(running, f.image(), +1)
+        for f in removed:
+            _add(running, f.image(), -1)
+        running.frames = tuple(frames)
+        running.updates += 1
+        return True
 
     def _remember(self, key: tuple, result: Processed) -> None:
         size = result.image.nbytes
@@ -116,3 +134,28 @@ class Processor:
             while self._cache and self._cache_bytes > CACHE_BYTES:
                 _, old = self._cache.popitem(last=False)
                 self._cache_bytes -= old.image.nbytes
+
+
+LARGE = 1e9  # a float pixel beyond this makes the running sum lose the small ones: sum again
+
+
+def _large(image: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore"):
+        return bool(np.nanmax(np.abs(image), initial=0.0) > LARGE)
+
+
+def _add(running: _Sum, image: np.ndarray, sign: int) -> None:
+    if running.finite is None:
+        if sign > 0:
+            running.total += image
+        else:
+            running.total -= image
+        return
+    ok = np.isfinite(image)
+    values = np.where(ok, image, 0.0)
+    if sign > 0:
+        running.total += values
+        running.finite += ok
+    else:
+        running.total -= values
+        running.finite -= ok
