@@ -85,4 +85,4 @@ def age(seconds: float | None) -> str:
 
 def safe_filename(name: str) -> str:
     """A file name made of letters, digits and - _ . + only (camera names come from cam_server)."""
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)[:200]
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_.+" else "_" for c in name)[:200]

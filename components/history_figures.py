@@ -132,10 +132,10 @@ def traces(chart: Chart, data: Mapping[str, Any], width_x: float) -> list[dict[s
         color = COLORS[index % len(COLORS)]
         stats = data.get(series.column, {"mean": []})
         xs, ys = band(data, series.column, width_x)
-        out.append({"type": "scatter", "mode": "lines", "name": f"{series.label} min–max", "x": xs, "y": ys,
+        out.append({"type": "scatter", "mode": "lines", "name": plotly_text(f"{series.label} min–max"), "x": xs, "y": ys,
                     "yaxis": series.axis, "fill": "toself", "fillcolor": _transparent(color),
                     "line": {"width": 0, "color": color}, "hoverinfo": "skip", "showlegend": False})
-        out.append({"type": "scatter", "mode": "lines", "name": series.label, "x": list(data.get("x", [])),
+        out.append({"type": "scatter", "mode": "lines", "name": plotly_text(series.label), "x": list(data.get("x", [])),
                     "y": list(stats["mean"]), "yaxis": series.axis, "connectgaps": False,
                     "line": {"width": 1.3, "color": color}})
     return out

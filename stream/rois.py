@@ -114,13 +114,16 @@ def roi_values(rois: tuple[Roi, ...], image: ChannelValue) -> dict[str, float]:
     for roi in inside:
         first = int(np.searchsorted(rows, roi.y0))
         pixels = block[first:first + roi.y1 - roi.y0, roi.x0:roi.x1]
-        with np.errstate(all="ignore"):
-            total = float(np.nansum(pixels, dtype=np.float64)) if pixels.dtype.kind == "f" else float(
-                pixels.sum(dtype=np.float64))
-            peak = float(np.nanmax(pixels)) if pixels.dtype.kind == "f" and not np.isnan(pixels).all() else (
-                math.nan if pixels.dtype.kind == "f" else float(pixels.max()))
         name_sum, name_mean, name_max = roi.columns
-        values[name_sum] = total
-        values[name_mean] = total / pixels.size
-        values[name_max] = peak
+        values[name_sum], values[name_mean], values[name_max] = box_statistics(pixels)
     return values
+
+
+def box_statistics(pixels: np.ndarray) -> tuple[float, float, float]:
+    """(sum, mean, max) of a box's raw pixels; NaN pixels of a float camera are left out (all NaN: NaN)."""
+    if pixels.dtype.kind != "f":
+        return float(pixels.sum(dtype=np.float64)), float(pixels.mean(dtype=np.float64)), float(pixels.max())
+    finite = pixels[np.isfinite(pixels)]
+    if finite.size == 0:
+        return math.nan, math.nan, math.nan
+    return float(finite.sum(dtype=np.float64)), float(finite.mean(dtype=np.float64)), float(finite.max())

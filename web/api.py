@@ -8,6 +8,7 @@ sentence saying why.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -19,6 +20,7 @@ from components.formatting import safe_filename, utc_for_filename
 from components.readings_csv import readings_csv
 from components.status import status_document
 from stream.cameras import CameraRegistry, CameraUnavailable
+from stream.protocol import BsreadError
 from stream.source import StreamSource
 
 from .frame_service import FrameService
@@ -157,7 +159,7 @@ class Api:
         client = client_id(args)
         seq = integer(args, "seq")
         after = integer(args, "after", lo=-1)
-        stream = orjson.dumps(stream_state(camera)).decode()
+        stream = json.dumps(stream_state(camera), ensure_ascii=True)  # headers are Latin-1: cam_server's text is not
         seen = after if after is not None and after >= 0 else None
         rendered = self.frames.frame(camera, view, seq=seq, client=client, seen=seen)
         if rendered is None:
@@ -230,6 +232,7 @@ def blueprint(registry: CameraRegistry, frames: FrameService) -> flask.Blueprint
     api = flask.Blueprint("api", __name__)
     handlers = Api(registry, frames)
     api.register_error_handler(ApiError, lambda exc: json_response({"error": str(exc)}, exc.status))
+    api.register_error_handler(BsreadError, lambda exc: json_response({"error": f"the frame is corrupt ({exc.reason})"}, 422))
     api.add_url_rule("/api/frame", view_func=handlers.frame)
     api.add_url_rule("/api/pixel", view_func=handlers.pixel)
     api.add_url_rule("/api/hold", view_func=handlers.hold, methods=["POST", "DELETE"])

@@ -214,7 +214,8 @@ def profile_curves(camera: StreamSource, frame: Frame, processed: Processed
     """The profile panels' curves at full resolution (per pixel column / row).
 
     profile: the stream's profile channel for a raw frame, else the image summed over rows/columns;
-    fit: our Gaussian fit of this pulse; stream_fit: the stream's own fit function (cam_server).
+    fit: our Gaussian fit of this pulse; stream_fit: the stream's own fit function (cam_server); no
+    fits for an averaged or background-subtracted frame.
     """
     layout = camera.layout
     channels = frame.message.channels
@@ -233,6 +234,8 @@ def profile_curves(camera: StreamSource, frame: Frame, processed: Processed
                 profile = np.nansum(image, axis=k, dtype=np.float64) if image.dtype.kind == "f" else \
                     image.sum(axis=k, dtype=np.float64)
         curves[k]["profile"] = profile
+        if processed.averaged > 1 or processed.background:
+            continue  # the fits describe the raw pulse: over a mean or a subtracted profile they would float
         fit = gaussian(frame.computed, axis, length)
         if fit is not None:
             curves[k]["fit"] = fit

@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from typing import Callable
-from urllib.parse import urlsplit
 
 import flask
 
@@ -111,7 +110,7 @@ def same_origin_writes() -> flask.Response | None:
     origin = request.headers.get("Origin")
     if site is not None and site not in ("same-origin", "none"):
         return _forbidden()
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
         return _forbidden()
     return None
 

@@ -135,8 +135,8 @@ def colour_range(shown: np.ndarray, view: View, hold: tuple[float, float] | None
         held_lo, held_hi = hold
         if held_lo <= lo and hi <= held_hi and hi - lo >= HOLD_FRACTION * (held_hi - held_lo):
             lo, hi = held_lo, held_hi
-    if not hi > lo:
-        hi = lo + 1.0
+    if not hi > lo:  # a constant frame; beyond 1e16, lo + 1 == lo
+        hi = lo + max(1.0, abs(lo) * 1e-6)
     return lo, hi, True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from typing import Any
 
 import flask
 import numpy as np
@@ -18,6 +19,7 @@ from components.formatting import iso_utc, safe_filename, utc_for_filename
 from stream.background import DEFAULT_GRAB_FRAMES, MAX_GRAB_FRAMES
 from stream.cameras import CameraRegistry
 from stream.frames import Frame
+from stream.protocol import BsreadError
 from stream.rois import RoiError, parse_rois
 from stream.source import StreamSource
 
@@ -33,6 +35,10 @@ def blueprint(registry: CameraRegistry) -> flask.Blueprint:
     def refused(exc: ApiError):
         return json_response({"error": str(exc)}, exc.status)
 
+    @tools.errorhandler(BsreadError)
+    def corrupt(exc: BsreadError):
+        return json_response({"error": f"the frame is corrupt ({exc.reason})"}, 422)
+
     @tools.route("/api/rois", methods=["GET", "PUT"])
     def rois():
         camera = camera_for(registry, flask.request.args)
@@ -42,8 +48,8 @@ def blueprint(registry: CameraRegistry) -> flask.Blueprint:
                 raise ApiError(413, f"at most {MAX_BODY} bytes")
             try:
                 body = json.loads(raw)
-            except ValueError:
-                raise ApiError(400, "the body must be JSON") from None
+            except (ValueError, RecursionError):
+                raise ApiError(400, "the body must be JSON (and not nested that deep)") from None
             latest = camera.frames.latest()
             try:
                 parsed = parse_rois(body, latest.shape if latest is not None else None)
@@ -81,6 +87,24 @@ def blueprint(registry: CameraRegistry) -> flask.Blueprint:
     return tools
 
 
+def scalar_channels(frame: Frame) -> dict[str, Any]:
+    """The pulse's scalar channels named and typed as in the stream (corrupt ones left out)."""
+    out = {}
+    for name, channel in frame.message.channels.items():
+        if channel.spec.is_scalar and not channel.is_empty:
+            try:
+                out[name] = channel.value
+            except BsreadError:
+                continue
+    return out
+
+
+def h5_name(name: str) -> str:
+    """A channel name HDF5 takes: '/' would be a path, '.' and '..' are not names, empty neither."""
+    escaped = name.replace("%", "%25").replace("/", "%2F")
+    return escaped if escaped not in ("", ".", "..") else escaped.replace(".", "%2E") or "%00"
+
+
 def snapshot_h5(camera: StreamSource, frame: Frame, processing: dict) -> bytes:
     """One frame as received, with its pulse's scalar channels, as an HDF5 file (in memory)."""
     import h5py
@@ -91,10 +115,9 @@ def snapshot_h5(camera: StreamSource, frame: Frame, processing: dict) -> bytes:
         h5.create_dataset("pulse_id", data=np.int64(frame.pulse_id))
         h5.create_dataset("timestamp", data=np.float64(frame.timestamp))
         group = h5.create_group("channels")
-        for name, value in frame.channels.items():
-            # HDF5 would read "/" as a path; the stream's name is kept in an attribute.
-            dataset = group.create_dataset(name.replace("/", "%2F") or "%00", data=np.float64(value))
-            dataset.attrs["name"] = name
+        for name, value in scalar_channels(frame).items():
+            dataset = group.create_dataset(h5_name(name), data=value)
+            dataset.attrs["name"] = name  # as in the stream, whatever HDF5 could not take
         background = camera.background.current
         if processing["background"] and background is not None:
             processing = {**processing, "background_frames": background.frames,
