@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -357,3 +358,29 @@ def test_a_page_never_receives_a_backlog(cameras, http) -> None:
         http.get("/api/frame", query_string={"after": meta["seq"]})), 10)
     assert decode(reply.data)[0]["seq"] == newest
     assert http.get("/api/frame", query_string={"after": newest}).status_code == 204
+
+
+def test_a_camera_error_in_any_language_reaches_the_page(http, cameras) -> None:
+    """The stream state travels in a header (Latin-1 on the wire): cam_server's text is escaped, not a 500."""
+    camera = cameras[0]
+    camera._receiver = None  # not started: its state is its note
+    camera.state_note = "cam_server refused camera 'Kamera-Ü': Kamera nicht verfügbar…"
+    reply = http.get("/api/frame", query_string={"camera": "cam-a"})
+    assert reply.status_code == 204
+    stream = json.loads(reply.headers["X-SOV-Stream"])
+    assert stream == {"state": "error", "error": camera.state_note}
+
+
+def test_a_corrupt_kept_frame_answers_json_not_a_traceback(cameras, http, monkeypatch) -> None:
+    import stream.ingest
+
+    monkeypatch.setattr(stream.ingest, "IMAGE_FIRST_PIXELS", 0)  # statistics from the profiles: kept undecoded
+    camera = cameras[0]
+    parts = camera.encoder.encode(1, T0, camera_values(IMAGE), compression={"image": "bitshuffle_lz4"})
+    value = bytearray(parts[2])
+    struct.pack_into(">I", value, 12, 5)  # the framing no longer adds up
+    parts[2] = bytes(value)
+    camera.feed_parts(parts)
+    assert camera.frames.latest() is not None
+    reply = http.get("/api/pixel", query_string={"camera": "cam-a", "col": 1, "row": 1})
+    assert reply.status_code == 422 and "corrupt" in refused(reply, 422)

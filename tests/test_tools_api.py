@@ -323,3 +323,9 @@ def test_background_buttons(page, camera) -> None:
     assert page.click(ids.BACKGROUND_CLEAR)[ids.BACKGROUND_STATE]["children"] == "none"
     page.set(ids.BACKGROUND_FRAMES, "value", 5000, fire=False)
     assert "between 1 and 1000" in page.click(ids.BACKGROUND_GRAB)[ids.BACKGROUND_STATE]["children"]
+
+
+def test_a_deeply_nested_region_body_is_refused_with_a_reason(page) -> None:
+    nested = ("[" * 20_000 + "]" * 20_000).encode()  # within the size limit, beyond the parser's depth
+    reply = page.request("PUT", "/api/rois", nested, {"Content-Type": "application/json"})
+    assert reply.status == 400 and b"JSON" in reply.raw and b"Traceback" not in reply.raw
