@@ -11,16 +11,17 @@
     var LINE = {profile: "#f39c12", fit: "#5dade2", stream_fit: "#e74c3c"};
     var state = {layer: null, lut: null, lutKey: null};
 
-    function layer(gd) {
-        // Above plotly's plot layer, under its drag layer (pointer events pass through): a box
-        // clipped to the image's plot area holding a canvas of one pixel per bin, which the
-        // compositor scales; one canvas for the profile panels and the crosshair.
-        var container = gd && gd.querySelector(".svg-container");
-        var plotSvg = container && container.querySelector("svg.main-svg");
-        if (!plotSvg) {
+    function layer() {
+        // Under the graph, in #image-canvas (the app's own element, the graph's box): plotly.js
+        // draws its figure over it on a transparent background, with an invisible heatmap cell, so
+        // its axes, colour bar, regions and zoom box stay on top and its own DOM is never touched.
+        // A box clipped to the image's plot area holds a canvas of one pixel per bin, which the
+        // compositor scales; one canvas takes the profile panels' curves and the crosshair.
+        var host = document.getElementById("image-canvas");
+        if (!host) {
             return null;
         }
-        if (!state.layer) {
+        if (!state.layer || state.layer.root.parentNode !== host) {
             var make = function (tag, parent, style) {
                 var node = document.createElement(tag);
                 Object.assign(node.style, {position: "absolute", left: "0", top: "0"}, style || {});
@@ -29,15 +30,14 @@
                 }
                 return node;
             };
-            var root = make("div", null, {pointerEvents: "none", width: "100%", height: "100%"});
+            host.textContent = "";
+            var root = make("div", host, {pointerEvents: "none", width: "100%", height: "100%"});
             root.className = "sov-live-layer";
             state.layer = {root: root, clip: make("div", root, {overflow: "hidden"}),
-                             lines: make("canvas", root)};
+                           lines: make("canvas", root)};
+            state.layer.lines.className = "sov-lines";
             state.layer.canvas = make("canvas", state.layer.clip, {imageRendering: "pixelated"});
             state.layer.canvas.className = "sov-frame";
-        }
-        if (state.layer.root.parentNode !== container || state.layer.root.previousSibling !== plotSvg) {
-            container.insertBefore(state.layer.root, plotSvg.nextSibling);
         }
         return state.layer;
     }

@@ -188,7 +188,8 @@
         }
         var t = sov.plotlyTraces(frame), h = t.heatmap;
         drawnZ = h.z;
-        window.Plotly.restyle(gd, {z: [h.z], x: [h.x], y: [h.y], x0: [h.x0], dx: [h.dx], y0: [h.y0], dy: [h.dy]}, [0]);
+        window.Plotly.restyle(gd, {z: [h.z], x: [h.x], y: [h.y], x0: [h.x0], dx: [h.dx], y0: [h.y0], dy: [h.dy],
+                                   opacity: [1]}, [0]);
         window.Plotly.restyle(gd, {x: [t.profileX.x, t.profileY.x], y: [t.profileX.y, t.profileY.y]}, [1, 2]);
     };
 })();

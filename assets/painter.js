@@ -271,7 +271,7 @@
 
     function repaint() {
         var frame = painter.frame, g = painter.geometry || measure();
-        if (!frame || !g || !sov.canvas.layer(painter.gd)) {
+        if (!frame || !g || !sov.canvas.layer()) {
             return;
         }
         if (painter.plotly) {

@@ -21,7 +21,8 @@ PARAMETERS = "processing-parameters"  # cam_server's processing_parameters, as t
 # Detector image
 IMAGE_PANEL = "image-panel"  # the image card (full-screen toggles it)
 IMAGE_GRAPH = "image-graph"  # (contract) plotly heatmap with axes, colour bar, profiles
-IMAGE_OVERLAY = "image-overlay"  # the painter's layer over the graph (assets/painter.js)
+IMAGE_CANVAS = "image-canvas"  # the painter's canvases, under the (transparent) graph (assets/canvas.js)
+IMAGE_OVERLAY = "image-overlay"  # the painter's texts over the graph (assets/overlay.js)
 IMAGE_GEOMETRY = "image-geometry"  # store: image shape, axes, units, ROI version (figure rebuilt on change)
 IMAGE_REQUEST = "image-request"  # store: the painter's settings (camera, processing, saturation, crosshair)
 IMAGE_RESPONSE = "image-response"  # store: the frame on screen, published by the painter (seq, pulse id, paused)

@@ -51,7 +51,7 @@ def image_figure(shape: tuple[int, int] | None, axes: tuple[Axis, Axis] = (pixel
                         "profile_y_x": PROFILE_Y_DOMAIN_X}}
     heatmap = {
         "type": "heatmap", "z": [[0]], "x": sorted((x_first, x_last)), "y": sorted((y_top, y_bottom)),
-        "zmin": 0, "zmax": TOP_LEVEL, "colorscale": colorscale(colormap), "hoverinfo": "skip",
+        "zmin": 0, "zmax": TOP_LEVEL, "colorscale": colorscale(colormap), "hoverinfo": "skip", "opacity": 0,
         "colorbar": {"x": 1.0, "xanchor": "left", "xpad": 8, "y": 0.4, "len": 0.8, "thickness": 12,
                      "title": {"text": "counts", "side": "right"}, "tickvals": [], "ticktext": [],
                      "tickfont": {"color": "#ccc"}, "tickangle": 0, "ticklabeloverflow": "allow"},

@@ -44,6 +44,7 @@ def image_panel() -> html.Div:
         _toolbar(),
         dbc.Collapse(tools_panel(), id=ids.TOOLS, is_open=False),
         html.Div([
+            html.Div(id=ids.IMAGE_CANVAS, className="image-canvas"),
             dcc.Graph(id=ids.IMAGE_GRAPH, figure=image_figure(None), className="image-graph", responsive=True,
                       config={"displaylogo": False, "scrollZoom": False, "doubleClick": "reset",
                               "modeBarButtonsToAdd": ["drawrect"],

@@ -68,10 +68,15 @@ def chrome(size: tuple[int, int] = (1920, 1080), downloads: Path | None = None) 
 
 
 def set_viewport(driver: Any, size: tuple[int, int]) -> None:
-    """Make the page's viewport (not the window) exactly `size`."""
-    driver.set_window_size(*size)
-    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
-    driver.set_window_size(size[0] + size[0] - inner[0], size[1] + size[1] - inner[1])
+    """Make the page's viewport (not the window) exactly `size` (the window adds its frame)."""
+    window = list(size)
+    for _ in range(5):
+        driver.set_window_size(*window)
+        inner = wait_until(lambda: driver.execute_script("return [window.innerWidth, window.innerHeight]"), timeout=10)
+        if tuple(inner) == tuple(size):
+            return
+        window = [w + s - i for w, s, i in zip(window, size, inner)]
+    raise AssertionError(f"viewport {inner}, not {size}")
 
 
 @contextlib.contextmanager
@@ -166,7 +171,7 @@ def ramp(height: int, width: int, dtype: Any = np.float64) -> np.ndarray:
 READ_JS = """
 const text = id => { const el = document.getElementById(id); return el ? el.textContent : null; };
 const overlay = document.querySelector('#image-overlay .sov-info');
-const canvas = document.querySelector('#image-graph canvas.sov-frame');
+const canvas = document.querySelector('#image-canvas canvas.sov-frame');
 let fingerprint = null;
 if (canvas && canvas.width > 0 && canvas.height > 0) {
     const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;

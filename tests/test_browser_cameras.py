@@ -54,7 +54,7 @@ return gd && gd.layout && gd.layout.meta ? {x: gd.layout.xaxis.range, y: gd.layo
 
 BRIGHTEST_JS = """
 // The brightest bin of the picture on screen, in data coordinates (from the canvas and the figure's layout).
-const canvas = document.querySelector('#image-graph canvas.sov-frame'), gd = canvas.closest('.js-plotly-plot');
+const canvas = document.querySelector('#image-canvas canvas.sov-frame'), gd = document.querySelector('#image-graph .js-plotly-plot');
 const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
 let best = -1, at = 0;
 for (let i = 0; i < px.length; i += 4) { const v = px[i] + px[i + 1] - px[i + 2]; if (v > best) { best = v; at = i / 4; } }
@@ -71,7 +71,7 @@ return [xr[0] + (sx - left) / pw * (xr[1] - xr[0]), yr[1] - (sy - top) / ph * (y
 
 LINE_COLOURS_JS = """
 // Which line colours the profile panels and the crosshair show (the painter's line canvas).
-const lines = document.querySelector('#image-graph .sov-live-layer canvas:not(.sov-frame)');
+const lines = document.querySelector('#image-canvas canvas.sov-lines');
 const px = lines.getContext('2d').getImageData(0, 0, lines.width, lines.height).data;
 const want = {profile: [243, 156, 18], fit: [93, 173, 226], stream_fit: [231, 76, 60], crosshair: [255, 255, 255]};
 const found = {};

@@ -66,7 +66,7 @@ BOXES_JS = """
 const box = sel => { const el = document.querySelector(sel); if (!el) return null;
                      const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
 const gd = document.querySelector('#image-graph .js-plotly-plot');
-const canvas = document.querySelector('#image-graph canvas.sov-frame');
+const canvas = document.querySelector('#image-canvas canvas.sov-frame');
 const plot = gd.querySelector('.xy .nsewdrag') || null;
 return {viewport: [window.innerWidth, window.innerHeight],
         scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
@@ -208,7 +208,7 @@ def test_stale_shows_in_a_corner_and_counts(url: str, driver: Any, stream: Desig
         first = age()
         wait_until(lambda: age() >= first + 2, timeout=10, message="the age counts on")
         box = driver.execute_script(f"""const r = document.querySelector('{stale}').getBoundingClientRect();
-            const c = document.querySelector('#image-graph canvas.sov-frame').parentNode.getBoundingClientRect();
+            const c = document.querySelector('#image-canvas canvas.sov-frame').parentNode.getBoundingClientRect();
             return [r.right - c.left, r.top - c.top, c.width, c.height, r.width * r.height];""")
         right, top, width, height, area = box
         assert right > width * 0.8 and top < height * 0.1, "top right corner"

@@ -185,7 +185,7 @@ def test_histogram_drag_sets_the_manual_range(url: str, driver: Any) -> None:
     driver.find_element(By.CSS_SELECTOR, "#image-range-mode input[value='auto']").click()
 
 
-MAGENTA_JS = """const c = document.querySelector('#image-graph canvas.sov-frame');
+MAGENTA_JS = """const c = document.querySelector('#image-canvas canvas.sov-frame');
 const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
 for (let i = 0; i < px.length; i += 4) { if (px[i] === 255 && px[i + 1] === 0 && px[i + 2] === 255) n++; }
 return n;"""
