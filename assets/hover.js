@@ -53,8 +53,10 @@
     }
 
     function describe(meta, at, value) {
+        // Axis units, and the pixel besides unless the axes are the pixel indices themselves.
         var x = meta.x, y = meta.y;
-        var where = x.unit === "px" ? "x " + at.col + ", y " + at.row + " px" :
+        var identity = x.origin === 0 && x.step === 1 && y.origin === 0 && y.step === 1;
+        var where = identity ? "x " + at.col + ", y " + at.row + " px" :
             "x " + format(x.origin + at.col * x.step) + " " + x.unit + ", y " + format(y.origin + at.row * y.step) + " " +
             y.unit + " (pixel " + at.col + ", " + at.row + ")";
         return where + " · " + (value === undefined ? "…" : format(value) + " counts") + " · pulse " + meta.pulse_id;

@@ -31,7 +31,7 @@
         paused: false,
         held: null,  // seq shown while paused
         frame: null,  // {meta, parts, key}: the frame on screen
-        loop: {pending: false, timer: null, due: null, sentAt: 0, generation: 0},
+        loop: {pending: false, timer: null, due: null, sentAt: 0, generation: 0, controller: null},
         geometry: null, gd: null, stream: null, messageAt: null
     };
 
@@ -90,7 +90,9 @@
         var generation = loop.generation;
         loop.pending = true;
         loop.sentAt = performance.now();
-        fetch("api/frame?" + encode(q), {cache: "no-store", credentials: "same-origin"}).then(function (reply) {
+        loop.controller = window.AbortController ? new window.AbortController() : null;
+        fetch("api/frame?" + encode(q), {cache: "no-store", credentials: "same-origin",
+                                         signal: loop.controller ? loop.controller.signal : undefined}).then(function (reply) {
             noteStream(reply.headers.get("X-SOV-Stream"));
             if (reply.status === 204) {
                 return null;
@@ -110,9 +112,10 @@
             }
             answered(false);
         }).catch(function (error) {
-            if (generation === loop.generation) {
-                sov.overlay.message(String(error.message || error));
+            if (generation !== loop.generation) {
+                return;  // aborted or overtaken: the request that replaced it goes on
             }
+            sov.overlay.message(String(error.message || error));
             answered(true);
         });
     };
@@ -138,17 +141,26 @@
         }, Math.max(0, due - now));
     }
 
-    painter.restart = function () {  // settings or camera changed: ask now, drop answers on their way
-        painter.loop.generation += 1;
-        painter.loop.pending = false;
+    painter.restart = function () {  // settings or camera changed: ask now, drop the request on its way
+        var loop = painter.loop;
+        loop.generation += 1;
+        if (loop.pending && loop.controller) {
+            loop.controller.abort();
+        }
+        loop.pending = false;
         painter.request();
     };
 
     painter.watchdog = function () {
+        // A request stuck for 5 s (server restarted, network glitch) is given up, not doubled.
         var loop = painter.loop;
-        if ((!loop.pending && loop.timer === null) || (loop.pending && performance.now() - loop.sentAt > 5000)) {
-            loop.pending = false;
+        if (loop.pending && performance.now() - loop.sentAt > 5000) {
+            painter.restart();
+        } else if (!loop.pending && loop.timer === null) {
             painter.request();
+        }
+        if (painter.paused) {
+            sov.keepHeld();
         }
         sov.overlay.tick();
     };

@@ -8,7 +8,7 @@
     "use strict";
     var sov = window.sov = window.sov || {};
     var NO = function () { return window.dash_clientside.no_update; };
-    var held = {frames: [], index: 0};
+    var held = {frames: [], index: 0, camera: null, touched: 0};
     var publishedAt = 0;
 
     function setProps(id, props) {
@@ -18,45 +18,63 @@
     }
 
     sov.published = function (frame) {
-        // The frame on screen, for the Dash side (IMAGE_RESPONSE): at most twice a second, or at once
-        // when paused (stepping).
+        // The frame on screen, for the Dash side (IMAGE_RESPONSE, which the info line shows): at most
+        // twice a second, or at once when paused (stepping).
         var p = sov.painter, now = performance.now();
-        var info = document.getElementById("image-info");
         if (p.paused || now - publishedAt > 500) {
             publishedAt = now;
-            var meta = frame.meta;
+            var meta = frame.meta, stream = p.stream || {};
             setProps("image-response", {data: {camera: meta.camera, seq: meta.seq, pulse_id: meta.pulse_id,
-                                               timestamp: meta.timestamp, paused: p.paused}});
-            if (info) {
-                var kib = Math.round(frame.parts.levels.length / 1024);
-                info.textContent = meta.shape[1] + " × " + meta.shape[0] + " px " + meta.dtype +
-                    (meta.bin > 1 ? " · shown in " + meta.bin + " × " + meta.bin + " bins" : " · native pixels") +
-                    " · " + kib + " KiB · received " + ((Date.now() / 1000 - meta.received)).toFixed(2) + " s ago";
-            }
+                                               timestamp: meta.timestamp, paused: p.paused, shape: meta.shape,
+                                               dtype: meta.dtype, bin: meta.bin, bytes: frame.parts.levels.length,
+                                               age_s: typeof stream.age_s === "number" ? stream.age_s : null}});
         }
         if (sov.histogram) {
             sov.histogram.frame(frame);
         }
     };
 
+    sov.info = function (shown) {
+        // The info line under the picture, from the frame on screen (ages from the server's clock).
+        if (!shown || !shown.shape) {
+            return "";
+        }
+        var bins = shown.bin > 1 ? " · shown in " + shown.bin + " × " + shown.bin + " bins" : " · native pixels";
+        var age = shown.paused ? " · paused" : (shown.age_s === null ? "" : " · last message " +
+                                                 shown.age_s.toFixed(2) + " s ago");
+        return shown.shape[1] + " × " + shown.shape[0] + " px " + shown.dtype + bins + " · " +
+            Math.round(shown.bytes / 1024) + " KiB" + age;
+    };
+
     // ------------------------------------------------------------------------------- pause
 
-    sov.setPaused = function (paused) {
+    function holdUrl(camera) {
+        return "api/hold?camera=" + encodeURIComponent(camera || "") + "&client=" + sov.painter.client;
+    }
+
+    sov.setPaused = function (paused, camera) {
+        // `camera`: the one whose frames are held (a camera switch releases the old camera's).
         var p = sov.painter;
         if (p.paused === paused) {
             return;
         }
         p.paused = paused;
         document.body.classList.toggle("sov-paused", paused);
-        var camera = (p.config && p.config.camera) || "";
-        var where = "api/hold?camera=" + encodeURIComponent(camera) + "&client=" + p.client;
+        camera = camera || (p.config && p.config.camera) || "";
+        var where = holdUrl(camera);
         if (!paused) {
             p.held = null;
             held.frames = [];
+            held.camera = null;
             fetch(where, {method: "DELETE", credentials: "same-origin"}).catch(function () {});
+            setProps("paused-store", {data: false});
+            setProps("pause-button", {children: "Pause", color: "warning"});
+            setProps("frame-label", {children: ""});
             p.restart();
             return;
         }
+        held.camera = camera;
+        held.touched = performance.now();
         var seq = p.frame ? p.frame.meta.seq : null;
         p.held = seq;
         fetch(where + (seq !== null ? "&seq=" + seq : ""), {method: "POST", credentials: "same-origin"})
@@ -69,6 +87,14 @@
             }).catch(function () {});
         if (p.frame) {
             p.repaint();
+        }
+    };
+
+    sov.keepHeld = function () {
+        // A long pause: tell the server, every minute, that the held frames are still wanted.
+        if (held.camera && performance.now() - held.touched > 60000) {
+            held.touched = performance.now();
+            fetch(holdUrl(held.camera) + "&touch=1", {method: "POST", credentials: "same-origin"}).catch(function () {});
         }
     };
 
@@ -151,15 +177,15 @@
                         saturationLevel: level === null || level === undefined || level === "" ? null : Number(level),
                         crosshair: !!crosshair, histogramLog: !!histogramLog, toolsOpen: !!toolsOpen};
             },
-            configure: function (request, settings, paused, config, view) {
+            configure: function (request, settings, paused, config) {
                 var p = sov.painter, camera = p.config && p.config.camera;
+                if (request && camera !== undefined && camera !== request.camera) {
+                    p.frame = null;  // another camera: nothing of the last one stays on screen
+                    sov.setPaused(false, camera);  // its held frames are let go
+                }
                 p.config = request || p.config;
                 p.settings = settings || p.settings;
                 p.periodMs = (config && config.image_period_ms) || p.periodMs;
-                if (request && camera !== undefined && camera !== request.camera) {
-                    p.frame = null;  // another camera: nothing of the last one stays on screen
-                    sov.setPaused(false);
-                }
                 if (request && settings) {
                     p.restart();
                 }
@@ -180,6 +206,9 @@
             },
             fullscreen: function () {
                 return sov.toggleFullscreen();
+            },
+            info: function (shown) {
+                return sov.info(shown);
             },
             snapshot: function () {
                 var trigger = window.dash_clientside.callback_context.triggered_id;

@@ -66,6 +66,7 @@ def register(app: Dash, registry: CameraRegistry) -> None:
                        Input(ids.PAUSED, "data"), Input(ids.CONFIG, "data"), Input(ids.IMAGE_VIEW, "data")]),
         "watchdog": (Output(ids.WATCHDOG_SINK, "data"), [Input(ids.WATCHDOG, "n_intervals")]),
         "step": (Output(ids.FRAME_LABEL, "title"), [Input(ids.FRAME_SLIDER, "value")]),
+        "info": (Output(ids.IMAGE_INFO, "children"), [Input(ids.IMAGE_RESPONSE, "data")]),
     }
     for name, (output, inputs) in clientside.items():
         app.clientside_callback(ClientsideFunction("sov", name), output, *inputs)

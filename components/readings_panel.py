@@ -34,7 +34,10 @@ def _pair(row: Mapping[str, float], column: str, axes: tuple[Axis, Axis], sep: s
     pixels = f"{format_value(x)}{sep}{format_value(y)} px"
     axis_x, axis_y = axes
     if not (axis_x.calibrated and axis_y.calibrated):
-        return pixels
+        if axis_x.identity and axis_y.identity or column != "beam_centroid":
+            return pixels
+        # mirrored pixel axes: positions as the axes read them, the pixel indices beside
+        return f"{format_value(axis_x.at(x))}{sep}{format_value(axis_y.at(y))} px (pixel {pixels[:-3]})"
     cx = row.get(calibrated_name(f"{column}_x", axis_x.unit), math.nan)
     cy = row.get(calibrated_name(f"{column}_y", axis_y.unit), math.nan)
     return f"{format_value(cx)}{sep}{format_value(cy)} {axis_x.unit} ({pixels})"
@@ -47,7 +50,7 @@ def _fit(row: Mapping[str, float], axes: tuple[Axis, Axis]) -> str:
         if not (math.isfinite(mean) and math.isfinite(sigma)):
             out.append(f"{name}: —")
             continue
-        if axis.calibrated:
+        if axis.calibrated or not axis.identity:
             mean, sigma, unit = axis.at(mean), abs(axis.step) * sigma, axis.unit
         else:
             unit = "px"

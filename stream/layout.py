@@ -59,6 +59,11 @@ class Axis:
     def calibrated(self) -> bool:
         return self.unit != "px"
 
+    @property
+    def identity(self) -> bool:
+        """Coordinates are the pixel indices themselves (not calibrated, not mirrored)."""
+        return self.origin == 0.0 and self.step == 1.0
+
     def at(self, index: float) -> float:
         return self.origin + index * self.step
 

@@ -384,3 +384,19 @@ def test_a_corrupt_kept_frame_answers_json_not_a_traceback(cameras, http, monkey
     assert camera.frames.latest() is not None
     reply = http.get("/api/pixel", query_string={"camera": "cam-a", "col": 1, "row": 1})
     assert reply.status_code == 422 and "corrupt" in refused(reply, 422)
+
+
+def test_a_long_pause_keeps_its_frames_by_touching_them(cameras, http, monkeypatch) -> None:
+    import stream.frames as frames_module
+    from tests.web_fixtures import ManualClock
+
+    clock = ManualClock().install(monkeypatch, frames_module)
+    camera = cameras[0]
+    camera.feed(camera_values(IMAGE))
+    held = http.post("/api/hold", query_string={"camera": "cam-a", "client": "p1"}).get_json()["frames"]
+    for _ in range(3):  # 3 x 9 min: past the 10 min a pin lives unused, kept alive by touching it
+        clock.now += 540
+        touched = http.post("/api/hold", query_string={"camera": "cam-a", "client": "p1", "touch": 1}).get_json()
+        assert touched["frames"] == held
+        http.post("/api/hold", query_string={"camera": "cam-a", "client": "other"})  # pins expire on pinning
+    assert http.post("/api/hold", query_string={"camera": "cam-a", "client": "p1", "touch": 1}).get_json()["frames"] == held

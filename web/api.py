@@ -205,7 +205,10 @@ class Api:
         if flask.request.method == "DELETE":
             camera.frames.unpin(client)
             return json_response({"frames": []})
-        pinned = camera.frames.pin(client, upto_seq=integer(args, "seq"))
+        if args.get("touch") == "1":  # a long pause: the same frames, still wanted
+            pinned = camera.frames.pinned(client)
+        else:
+            pinned = camera.frames.pin(client, upto_seq=integer(args, "seq"))
         return json_response({"frames": [{"seq": f.seq, "pulse_id": f.pulse_id, "timestamp": f.timestamp}
                                          for f in pinned]})
 
