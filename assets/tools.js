@@ -57,33 +57,64 @@
     }
 
     sov.snapshotPng = function () {
-        var p = sov.painter, gd = p.gd, frame = p.frame;
-        if (!gd || !frame || !window.Plotly) {
+        // The picture as shown: plotly.js's own image of the figure (axes, colour bar, regions) with the
+        // painter's canvases drawn over it where they are on screen, on the page's dark background,
+        // and the camera, pulse id and UTC time printed above.
+        var p = sov.painter, gd = p.gd, frame = p.frame, g = p.geometry;
+        var host = document.getElementById("image-canvas");
+        if (!gd || !frame || !g || !window.Plotly || !host) {
             return;
         }
-        var meta = frame.meta, t = sov.plotlyTraces(frame);
-        var data = JSON.parse(JSON.stringify(gd.data));
-        Object.assign(data[0], t.heatmap);
-        Object.assign(data[1], t.profileX);
-        Object.assign(data[2], t.profileY);
-        var layout = JSON.parse(JSON.stringify(gd.layout));
+        var meta = frame.meta, top = 24, ratio = 2;
         var text = meta.camera + " · pulse " + meta.pulse_id + " · " + utc(meta.timestamp) + " UTC";
-        layout.paper_bgcolor = "#272b30";
-        layout.plot_bgcolor = "#272b30";
-        layout.margin = Object.assign({}, layout.margin, {t: 28});
-        layout.annotations = (layout.annotations || []).concat([{text: text.replace(/</g, "&lt;"), xref: "paper",
-            yref: "paper", x: 0, y: 1, yshift: 24, xanchor: "left", yanchor: "bottom", showarrow: false,
-            font: {color: "#eee", size: 13}}]);
         var name = (meta.camera + "_pulse" + meta.pulse_id + "_" + utc(meta.timestamp).replace(/[-:]/g, ""))
             .replace(/[^A-Za-z0-9_.+-]/g, "_") + ".png";
-        window.Plotly.toImage({data: data, layout: layout}, {format: "png", width: gd.clientWidth,
-                                                             height: gd.clientHeight + 20}).then(function (url) {
-            var link = document.createElement("a");
-            link.href = url;
-            link.download = name;
-            document.body.appendChild(link);
-            link.click();
-            link.remove();
+        window.Plotly.toImage(gd, {format: "png", width: g.width, height: g.height, scale: ratio}).then(function (url) {
+            var figure = new Image();
+            figure.onload = function () {
+                var out = document.createElement("canvas");
+                out.width = g.width * ratio;
+                out.height = (g.height + top) * ratio;
+                var ctx = out.getContext("2d");
+                ctx.scale(ratio, ratio);
+                ctx.fillStyle = "#272b30";
+                ctx.fillRect(0, 0, g.width, g.height + top);
+                ctx.fillStyle = "#eeeeee";
+                ctx.font = "13px sans-serif";
+                ctx.fillText(text, 8, 17);
+                ctx.translate(0, top);
+                paintLayers(ctx, host, g);
+                ctx.drawImage(figure, 0, 0, g.width, g.height);
+                download(out.toDataURL("image/png"), name);
+            };
+            figure.src = url;
         });
     };
+
+    function paintLayers(ctx, host, g) {
+        // The painter's canvases as they sit on screen (CSS boxes relative to the graph's box).
+        var origin = host.getBoundingClientRect();
+        var frame = host.querySelector("canvas.sov-frame"), lines = host.querySelector("canvas.sov-lines");
+        var clip = frame.parentNode.getBoundingClientRect(), box = frame.getBoundingClientRect();
+        ctx.save();
+        ctx.beginPath();
+        ctx.rect(clip.left - origin.left, clip.top - origin.top, clip.width, clip.height);
+        ctx.clip();
+        ctx.imageSmoothingEnabled = false;
+        var flipX = frame.style.transform.indexOf("scale(-1") >= 0, flipY = /,\s*-1\)/.test(frame.style.transform);
+        ctx.translate(box.left - origin.left + (flipX ? box.width : 0), box.top - origin.top + (flipY ? box.height : 0));
+        ctx.scale(flipX ? -1 : 1, flipY ? -1 : 1);
+        ctx.drawImage(frame, 0, 0, box.width, box.height);
+        ctx.restore();
+        ctx.drawImage(lines, 0, 0, g.width, g.height);
+    }
+
+    function download(url, name) {
+        var link = document.createElement("a");
+        link.href = url;
+        link.download = name;
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+    }
 })();

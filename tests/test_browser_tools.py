@@ -227,6 +227,9 @@ def test_snapshots_download_the_picture_and_the_raw_frame(url: str, driver: Any,
     picture = np.asarray(Image.open(png).convert("RGB"))
     assert picture.shape[0] > 300 and picture.shape[1] > 400
     assert (picture.reshape(-1, 3) == [0x27, 0x2B, 0x30]).all(axis=1).mean() > 0.2  # dark background
+    assert (picture.reshape(-1, 3) == [255, 0, 255]).all(axis=1).any()  # as shown: the saturated pixels marked
+    viridis = picture.reshape(-1, 3)[:, 1] > picture.reshape(-1, 3)[:, 0] + 40  # the picture's greens and yellows
+    assert viridis.mean() > 0.05
     h5 = next(p for p in downloads.iterdir() if p.suffix == ".h5" and pattern.fullmatch(p.name))
     with h5py.File(h5) as file:
         assert int(file["pulse_id"][()]) == pulse
