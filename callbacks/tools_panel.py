@@ -41,11 +41,14 @@ def add_drawn(camera: StreamSource, shape: dict, wanted: str | None) -> str:
     if frame is None:
         return "no image yet"
     x0, x1, y0, y1 = box_from_shape(shape, camera.axes, frame.shape)
-    current = [roi.as_dict() for roi in camera.rois.rois]
-    name = next_name([r["name"] for r in current], wanted)
+
+    def with_it(rois: tuple) -> tuple:
+        current = [roi.as_dict() for roi in rois]
+        name = next_name([r["name"] for r in current], wanted)
+        return parse_rois({"rois": [*current, {"name": name, "x0": x0, "x1": x1, "y0": y0, "y1": y1}]}, frame.shape)
+
     try:
-        camera.rois.replace(parse_rois({"rois": [*current, {"name": name, "x0": x0, "x1": x1, "y0": y0, "y1": y1}]},
-                                       frame.shape))
+        camera.rois.update(with_it)  # atomically: another browser may be drawing at the same time
     except RoiError as exc:
         return str(exc)
     return ""
@@ -98,7 +101,7 @@ def register(app: Dash, registry: CameraRegistry) -> None:
             camera.rois.replace(())
             message = ""
         elif isinstance(trigger, dict) and trigger.get("type") == ROI_DELETE and ctx.triggered[0]["value"]:
-            camera.rois.replace(tuple(r for r in camera.rois.rois if r.name != trigger["name"]))
+            camera.rois.update(lambda rois: tuple(r for r in rois if r.name != trigger["name"]))
             message = ""
         version = [camera.name, camera.rois.version]
         if version == shown:  # re-drawing the list would re-create its buttons (and trigger this again)

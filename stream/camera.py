@@ -67,6 +67,8 @@ class Camera:
         self.rois = rois if rois is not None else RoiSet()
         self.background = background if background is not None else Background(spec.name, limits.data_dir)
         self.ingest = Ingest(names, self.rois, self.background, self.count_invalid)
+        # A deleted region's columns leave the history (or renaming regions would fill it up).
+        self.rois.on_removed(self.buffer.drop)
         self._context = context
         self._receiver: Receiver | None = None
         self._simulator = Simulator(spec.simulator, context) if spec.simulator is not None else None

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 360_000  # 1 hour at 100 Hz
 MAX_COLUMNS = 256  # stream channels plus computed columns; beyond this new ones are ignored (memory bound)
+MAX_IGNORED = 10_000  # names remembered as ignored
 BOOKKEEPING = ("seq", "pulse_id", "timestamp")
 
 
@@ -63,6 +64,7 @@ class RingBuffer:
         self._channel_names: set[str] = set()  # of self._channels, for a cheap lookup per append
         self._computed: list[str] = []
         self._ignored: set[str] = set()
+        self._refused = 0
         for name in computed:
             self._add(name, self._computed)
 
@@ -105,14 +107,26 @@ class RingBuffer:
         if name in BOOKKEEPING or name in self._ignored:
             return False
         if len(self._channels) + len(self._computed) >= MAX_COLUMNS:
-            self._ignored.add(name)
-            log.warning("more than %d columns; ignoring %r", MAX_COLUMNS, name[:80])
+            if len(self._ignored) < MAX_IGNORED:  # a stream inventing names must not grow this either
+                self._ignored.add(name)
+            self._refused += 1
+            if self._refused == 1 or self._refused % 10_000 == 0:
+                log.warning("more than %d columns; ignoring %r (%d refused so far)", MAX_COLUMNS, name[:80],
+                            self._refused)
             return False
         self._columns[name] = np.full(self.capacity, np.nan)  # earlier rows did not have it
         group.append(name)
         if group is self._channels:
             self._channel_names.add(name)
         return True
+
+    def drop(self, names: Iterable[str]) -> None:
+        """Forget computed columns (a deleted region of interest's): their memory is freed."""
+        with self._lock:
+            for name in names:
+                if name in self._computed:
+                    self._computed.remove(name)
+                    del self._columns[name]
 
     # ------------------------------------------------------------------ reader side (any thread)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import re
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -84,15 +85,35 @@ class RoiSet:
         self._lock = threading.Lock()
         self._rois: tuple[Roi, ...] = ()
         self.version = 0
+        self._listeners: list[weakref.WeakMethod] = []
 
     @property
     def rois(self) -> tuple[Roi, ...]:
         return self._rois
 
     def replace(self, rois: tuple[Roi, ...]) -> None:
+        self.update(lambda _current: rois)
+
+    def update(self, change: Callable[[tuple[Roi, ...]], tuple[Roi, ...]]) -> tuple[Roi, ...]:
+        """Replace the regions by `change(current)` atomically (two browsers drawing at once keep
+        both); `change` may raise RoiError. Returns the new regions."""
         with self._lock:
-            self._rois = tuple(rois)
+            new = tuple(change(self._rois))
+            gone = {c for roi in self._rois for c in roi.columns} - {c for roi in new for c in roi.columns}
+            self._rois = new
             self.version += 1
+            self._listeners = [ref for ref in self._listeners if ref() is not None]
+            listeners = [ref() for ref in self._listeners]
+        for listener in listeners:
+            if listener is not None and gone:
+                listener(gone)
+        return new
+
+    def on_removed(self, listener: Any) -> None:
+        """`listener(columns)` (a bound method, held weakly: the regions outlive a camera connection)
+        after an update that left these history columns without a region."""
+        with self._lock:
+            self._listeners.append(weakref.WeakMethod(listener))
 
 
 def roi_values(rois: tuple[Roi, ...], image: ChannelValue) -> dict[str, float]:

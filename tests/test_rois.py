@@ -207,3 +207,35 @@ def test_a_corrupt_image_raises_bsread_error(compression: str) -> None:
     corrupt = ChannelValue(channel.spec, bytes(raw), None)
     with pytest.raises(BsreadError):
         roi_values(REGIONS[:1], corrupt)
+
+
+def test_a_deleted_regions_columns_leave_the_history() -> None:
+    """Renaming regions again and again must not fill the history with dead columns."""
+    from tests.web_fixtures import FedCamera, camera_values
+
+    camera = FedCamera()
+    image = known_image("uint16")
+    for k in range(300):  # more renames than the history has columns
+        camera.rois.replace((Roi(f"r{k}", 0, 2, 0, 2),))
+        camera.feed(camera_values(image))
+    computed = camera.buffer.computed
+    assert [c for c in computed if c.startswith("roi_")] == ["roi_r299_sum", "roi_r299_mean", "roi_r299_max"]
+    assert camera.buffer.newest().column("roi_r299_sum")[-1] == float(image[0:2, 0:2].sum())
+
+
+def test_two_browsers_adding_regions_at_once_keep_both() -> None:
+    import threading
+
+    rois = RoiSet()
+    barrier = threading.Barrier(8)
+
+    def add(index: int) -> None:
+        barrier.wait()
+        rois.update(lambda current: current + (Roi(f"r{index}", index, index + 1, 0, 1),))
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.name for r in rois.rois) == [f"r{i}" for i in range(8)]
