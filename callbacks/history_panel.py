@@ -4,6 +4,7 @@ export of the chosen window."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -56,8 +57,10 @@ def history_update(camera: StreamSource, window: str, x_mode: str, channel: str 
     charts = charts_for(camera.layout, camera.axes, channel)
     columns = tuple(dict.fromkeys(c for chart in charts for c in chart.columns))
     # id(buffer): a camera reconnected has a new, empty history; the browser's cursor is void then.
+    # The charts' columns and units in the key too: a calibration that arrives switches px to µm columns.
+    spec = repr([(chart.title, chart.unit, chart.unit2, chart.columns) for chart in charts]).encode()
     key = {"camera": camera.name, "history": id(buffer), "window": window, "x": x_mode, "channel": channel,
-           "charts": [chart.title for chart in charts]}
+           "charts": hashlib.blake2s(spec, digest_size=6).hexdigest()}
     newest = buffer.newest_time()
     none = [no_update] * len(GRAPHS)
     if not math.isfinite(newest):

@@ -96,12 +96,24 @@ def _bucket_stats(values: np.ndarray, slot: np.ndarray, n: int) -> dict[str, lis
     np.maximum.at(high, slot[finite], values[finite])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
+    digits = significant_digits(values[finite])
 
     def listed(a: np.ndarray) -> list:
-        # 6 significant digits are more than a chart shows and half the bytes (the CSV has them all)
-        return [float(f"{v:.6g}") if c else None for v, c in zip(a.tolist(), count.tolist())]
+        return [float(f"{v:.{digits}g}") if c else None for v, c in zip(a.tolist(), count.tolist())]
 
     return {"mean": listed(mean), "min": listed(low), "max": listed(high)}
+
+
+def significant_digits(values: np.ndarray) -> int:
+    """Digits that resolve a thousandth of the values' spread at their magnitude (6 at least): 6 for 5.0-5.5 GeV,
+    11 for epoch seconds; a chart needs no more, and half the bytes are digits (the CSV has them all)."""
+    if values.size == 0:
+        return 6
+    magnitude = float(np.max(np.abs(values)))
+    spread = float(values.max() - values.min())
+    if magnitude == 0 or spread == 0:
+        return 6
+    return int(min(15, max(6, math.ceil(math.log10(magnitude / spread)) + 3)))
 
 
 def band(data: Mapping[str, Any], column: str, width_x: float) -> tuple[list, list]:

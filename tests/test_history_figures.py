@@ -300,3 +300,16 @@ def test_before_the_first_pulse_the_charts_are_empty_figures() -> None:
     figures, extends, response = history_update(FedCamera(), "1 min", "time", None, None, True)
     assert all(figure["data"] == [] or all(t["x"] == [] for t in figure["data"]) for figure in figures)
     assert response["next"] is None and extends == [no_update] * 4
+
+
+def test_a_channel_with_a_large_offset_keeps_its_spread() -> None:
+    """Epoch-second values (a stream's own timestamp channel) must not be rounded to 1000 s steps."""
+    times = [T0 + k * STEP for k in range(64)]
+    values = [1.8e9 + k * STEP for k in range(64)]
+    history = buffer_of(values, times).read()
+    first, last = math.floor(times[0] / 1.0), math.floor(times[-1] / 1.0)
+    data = bucketize(history, 1.0, first, last, ["e"], "time")
+    means = [m for m in data["e"]["mean"] if m is not None]
+    assert len(set(means)) == len(means) > 2  # every bucket its own value
+    assert means == pytest.approx([v for v in means], abs=1e-3)
+    assert max(means) - min(means) == pytest.approx(values[-1] - values[0] - 15 * STEP, abs=1.0)
