@@ -1,6 +1,6 @@
 """History charts: whole figures when a browser connects or changes settings, increments afterwards;
 the window's statistics when they are unfolded; the channel choices of the fourth chart; the CSV
-export of the chosen window."""
+export link of the chosen window."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ import math
 import threading
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 
-from dash import Dash, Input, Output, State, ctx, dcc, no_update
+from dash import Dash, Input, Output, State, ctx, no_update
 
 from components import ids
-from components.formatting import safe_filename, utc_for_filename
 from components.history_figures import (WINDOWS, bucket_width, bucketize, extend_data, history_figure,
                                         window_statistics)
 from components.history_panel import GRAPHS, charts_for, stats_table
-from components.readings_csv import readings_csv
 from stream.cameras import CameraRegistry, CameraUnavailable
 from stream.source import StreamSource
 from stream.statistics import STATS_COLUMNS
@@ -100,6 +99,14 @@ def history_update(camera: StreamSource, window: str, x_mode: str, channel: str 
     return figures, extends, response
 
 
+def export_href(camera: str | None, window: str | None) -> str:
+    query = {"camera": camera} if camera else {}
+    seconds = WINDOWS.get(window or "", WINDOWS["1 min"])
+    if seconds is not None:
+        query["seconds"] = f"{seconds:g}"
+    return "api/readings.csv" + ("?" + urlencode(query) if query else "")
+
+
 class StatsCache:
     """A window's statistics table, built at most once per STATS_TTL_S for every browser."""
 
@@ -168,15 +175,9 @@ def register(app: Dash, registry: CameraRegistry) -> None:
     def toggle_details(_clicks, is_open):
         return not is_open
 
-    @app.callback(Output(ids.EXPORT_DOWNLOAD, "data"), Input(ids.EXPORT_BUTTON, "n_clicks"),
-                  State(ids.HISTORY_WINDOW, "value"), State(ids.CAMERA_SELECT, "value"), prevent_initial_call=True)
-    def export_csv(_clicks, window, camera_name):
-        """The readings of the chosen window: the rows its charts hold."""
-        try:
-            camera = registry.watch(camera_name)
-        except CameraUnavailable:
-            return no_update
-        history = camera.buffer.window(WINDOWS.get(window, WINDOWS["1 min"]))
-        return dcc.send_string(readings_csv(history), safe_filename(f"readings-{camera.name}-{utc_for_filename()}.csv"),
-                               type="text/csv")
+    @app.callback(Output(ids.EXPORT_BUTTON, "href"), Input(ids.HISTORY_WINDOW, "value"),
+                  Input(ids.CAMERA_SELECT, "value"))
+    def export_link(window, camera_name):
+        """The CSV of the chosen window (the rows its charts hold), from the API."""
+        return export_href(camera_name, window)
 

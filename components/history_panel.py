@@ -95,9 +95,11 @@ def history_panel() -> html.Div:
                        value="time", inline=True, className="small"),
         dcc.Dropdown(id=ids.CHANNEL_SELECT, options=[], value=None, clearable=True, placeholder="4th chart: channel…",
                      className="channel-select"),
-        dbc.Button("Export CSV", id=ids.EXPORT_BUTTON, color="info", size="sm", outline=True,
+        # A link to /api/readings.csv (its address follows the camera and window): the download
+        # streams from the API instead of travelling inside a callback's answer.
+        dbc.Button("Export CSV", id=ids.EXPORT_BUTTON, color="info", size="sm", outline=True, external_link=True,
+                   href="api/readings.csv?seconds=60", download="readings.csv",
                    title="the readings of the chosen window"),
-        dcc.Download(id=ids.EXPORT_DOWNLOAD),
     ], className="history-controls")
     return html.Div([
         controls,

@@ -97,5 +97,4 @@ DETAILS_TOGGLE = "details-toggle"
 DETAILS = "details-collapse"  # statistics table, processing parameters
 
 # Export
-EXPORT_BUTTON = "export-csv-button"  # (contract)
-EXPORT_DOWNLOAD = "export-csv-download"
+EXPORT_BUTTON = "export-csv-button"  # (contract) a link to /api/readings.csv of the chosen window

@@ -9,7 +9,6 @@ assets/painter.js asks for them.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
@@ -229,12 +228,14 @@ def test_a_fourth_chart_of_a_chosen_channel(sim_app) -> None:
     page.close()
 
 
-def test_export_button_sends_the_windows_csv(sim_app) -> None:
+def test_export_button_links_to_the_windows_csv(sim_app) -> None:
     page = DashClient.http(sim_app.url)
-    page.load()
-    download = page.click(ids.EXPORT_BUTTON)[ids.EXPORT_DOWNLOAD]["data"]
-    assert download["filename"].startswith("readings-simulated-") and download["filename"].endswith(".csv")
-    content = base64.b64decode(download["content"]) if download.get("base64") else download["content"].encode()
+    loaded = page.load()
+    assert loaded[ids.EXPORT_BUTTON]["href"] == "api/readings.csv?camera=simulated&seconds=60"
+    assert page.set(ids.HISTORY_WINDOW, "value", "1 h")[ids.EXPORT_BUTTON]["href"].endswith("seconds=3600")
+    assert page.set(ids.HISTORY_WINDOW, "value", "all")[ids.EXPORT_BUTTON]["href"] == "api/readings.csv?camera=simulated"
+    code, content = get(sim_app.url + "/api/readings.csv?camera=simulated&seconds=60")
+    assert code == 200
     frame = pd.read_csv(io.BytesIO(content))
     assert list(frame.columns[:3]) == LEAD_COLUMNS and len(frame) > 10
     assert (np.diff(frame["pulse_id"]) == 1).all()

@@ -240,3 +240,18 @@ def test_snapshots_download_the_picture_and_the_raw_frame(url: str, driver: Any,
         assert json.loads(file.attrs["processing"]) == {"average": 1, "background": False}
     resume(driver)
     assert shown_pulse(driver) is not None
+
+
+def test_export_csv_downloads_the_readings_of_the_window(url: str, driver: Any, downloads: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, url, (HEIGHT, WIDTH))
+    before = {p.name for p in downloads.iterdir()}
+    driver.find_element(By.ID, "export-csv-button").click()
+    wait_until(lambda: any(p.suffix == ".csv" and p.name not in before for p in downloads.iterdir()),
+               timeout=UPDATE_TIMEOUT_S, message=lambda: sorted(p.name for p in downloads.iterdir()))
+    csv = next(p for p in downloads.iterdir() if p.suffix == ".csv" and p.name not in before)
+    assert re.fullmatch(r"readings-stream-\d{8}T\d{6}Z\.csv", csv.name), csv.name
+    rows = pd.read_csv(csv)
+    assert list(rows.columns[:3]) == ["pulse_id", "timestamp", "timestamp_epoch"] and len(rows) > 5
+    assert rows["timestamp_epoch"].iloc[-1] - rows["timestamp_epoch"].iloc[0] <= 60

@@ -149,3 +149,16 @@ def test_formula_names_are_defused_for_spreadsheets() -> None:
     camera.feed({"=HYPERLINK(\"x\")": 1.0, "+1": 2.0, "-1": 3.0, "@SUM(A1)": 4.0, "ok": 5.0})
     header = read(readings_csv(camera.buffer.read())).columns
     assert {"'=HYPERLINK(\"x\")", "'+1", "'-1", "'@SUM(A1)", "ok"} <= set(header)
+
+
+def test_the_csv_streams_in_pieces_that_join_to_the_whole() -> None:
+    from components.readings_csv import readings_csv_chunks
+    from stream.ring_buffer import RingBuffer
+
+    buffer = RingBuffer(1000)
+    for k in range(250):
+        buffer.append(k, 1.8e9 + k / 100, {"beam_energy": 5.0 + k / 1000})
+    pieces = list(readings_csv_chunks(buffer.read(), rows=100))
+    assert len(pieces) == 3 and pieces[0].startswith("pulse_id,") and not pieces[1].startswith("pulse_id")
+    assert "".join(pieces) == readings_csv(buffer.read())
+    assert "".join(readings_csv_chunks(RingBuffer(10).read())).startswith("pulse_id,timestamp,timestamp_epoch")

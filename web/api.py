@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from components.formatting import safe_filename, utc_for_filename
-from components.readings_csv import readings_csv
+from components.readings_csv import readings_csv_chunks
 from components.status import status_document
 from stream.cameras import CameraRegistry, CameraUnavailable
 from stream.protocol import BsreadError
@@ -225,9 +225,9 @@ class Api:
         args = flask.request.args
         camera = camera_for(self.registry, args)
         seconds = number(args, "seconds", None, 1e-9, MAX_SECONDS)
-        body = readings_csv(camera.buffer.window(seconds))
+        body = readings_csv_chunks(camera.buffer.window(seconds))
         name = safe_filename(f"readings-{camera.name}-{utc_for_filename()}.csv")
-        return flask.Response(body, mimetype="text/csv",
+        return flask.Response(flask.stream_with_context(body), mimetype="text/csv",
                               headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
