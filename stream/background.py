@@ -49,6 +49,7 @@ class Background:
         self._count = 0
         self.error = ""
         self._path = data_dir / _safe(camera) / "background.npz" if data_dir is not None else None
+        self._file_lock = threading.Lock()
         if self._path is not None:
             self._load()
 
@@ -70,11 +71,7 @@ class Background:
             self._current = None
             self._want = 0
             self._sum = None
-        if self._path is not None and self._path.exists():
-            try:
-                self._path.unlink()
-            except OSError as exc:
-                log.warning("could not remove %s: %s", self._path, exc)
+        self._persist(None)
 
     def state(self) -> dict[str, Any]:
         with self._lock:
@@ -107,22 +104,36 @@ class Background:
             self._current = BackgroundImage(mean, self._count, time.time(), self.camera)
             self._want, self._sum = 0, None
             done = self._current
-        self._save(done)
+        self._persist(done)
 
     # ------------------------------------------------------------------ persistence
 
-    def _save(self, background: BackgroundImage) -> None:
+    def _persist(self, background: BackgroundImage | None) -> None:
+        """Write (None: remove) the saved background. A grab completes in the receiver thread: a
+        2048x2048 background takes it ~50 ms once, which its queue absorbs (64 messages). The file
+        lock keeps a clear from racing a save still under way (which would bring the background
+        back after a restart)."""
         if self._path is None:
             return
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self._path.with_suffix(".tmp.npz")
-            meta = json.dumps(background.describe())
-            np.savez(partial, image=background.image, meta=np.array(meta))
-            partial.replace(self._path)
-        except OSError as exc:
-            self.error = f"could not save the background: {exc.strerror or exc}"
-            log.warning("%s (%s)", self.error, self._path)
+        with self._file_lock:
+            try:
+                if background is None:
+                    self._path.unlink(missing_ok=True)
+                    return
+                if self._current is not background:
+                    return  # cleared (or replaced) meanwhile
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                partial = self._path.with_suffix(".tmp.npz")
+                np.savez(partial, image=background.image, meta=np.array(json.dumps(background.describe())))
+                partial.replace(self._path)
+            except OSError as exc:
+                self.error = f"could not save the background: {exc.strerror or exc}"
+                log.warning("%s (%s)", self.error, self._path)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until no save is under way (before a shutdown)."""
+        if self._file_lock.acquire(timeout=timeout):
+            self._file_lock.release()
 
     def _load(self) -> None:
         assert self._path is not None

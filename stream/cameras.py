@@ -87,6 +87,8 @@ class CameraRegistry:
             camera.stop(timeout=0)
         for camera in cameras:
             camera.stop(timeout)
+        for _rois, background in list(self._settings.values()):
+            background.flush(timeout)  # a background grabbed just before the signal is kept
         if self._thread is not None:
             self._thread.join(timeout)
 

@@ -439,3 +439,20 @@ def test_failing_requests_log_one_traceback_per_kind(caplog: pytest.LogCaptureFi
         assert reply.status_code >= 400
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_another_sites_page_cannot_read_the_api_but_its_links_open() -> None:
+    from tests.web_fixtures import FedCamera, camera_values, designed_image, fed_app
+
+    camera = FedCamera("cam")
+    camera.feed(camera_values(designed_image(8, 8)))
+    client = fed_app(camera).server.test_client()
+    embedded = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+    assert client.get("/api/frame", headers=embedded).status_code == 403
+    assert client.get("/api/status", headers=embedded).status_code == 403
+    followed = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert client.get("/api/readings.csv?seconds=60", headers=followed).status_code == 200
+    assert client.get("/", headers=followed).status_code == 200
+    own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    assert client.get("/api/frame", headers=own).status_code == 200
+    assert client.get("/api/status").status_code == 200  # a script sends none of these headers

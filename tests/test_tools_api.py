@@ -246,8 +246,10 @@ def test_writes_from_another_site_are_refused_and_scripts_accepted(http, method,
         assert call(path, data=body, headers={**JSON, **headers}).status_code == 200, headers
 
 
-def test_reads_from_another_site_are_not_writes(http) -> None:
-    assert http.get("/api/rois", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+def test_reads_from_another_sites_page_are_refused_but_its_links_open(http) -> None:
+    assert http.get("/api/rois", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}).status_code == 403
+    followed = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert http.get("/api/rois", headers=followed).status_code == 200
 
 
 # ------------------------------------------------------------------------------------------ the tools panel (Dash)

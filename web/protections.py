@@ -2,8 +2,9 @@
 
 1. dev routes off: Dash's hot-reload poll answers 404 (it would only tell visitors what runs here);
 2. authentication: HTTP basic auth on everything when `--auth` is given;
-3. same-origin writes: PUT/POST/DELETE from another site are refused (a page elsewhere could
-   otherwise use the operator's stored credentials: regions, background, pins);
+3. same origin: PUT/POST/DELETE and API reads from another site's page are refused (a page
+   elsewhere could otherwise use the operator's stored credentials: regions, background, pins,
+   starting cameras); links followed from elsewhere still open;
 4. the computing gate: at most `limit` requests that compute (frames, CSV, snapshots, and every
    POST: Dash's callbacks) at once, and none starts while a camera's receiver is behind;
 5. response headers (nosniff, no framing, no referrer).
@@ -102,10 +103,18 @@ def basic_auth(credentials: str) -> Callable[[], flask.Response | None]:
 
 
 def same_origin_writes() -> flask.Response | None:
-    """Browsers say where a request comes from (Sec-Fetch-Site, Origin); scripts send neither."""
+    """Browsers say where a request comes from (Sec-Fetch-Site, Origin); scripts send neither.
+
+    Writes from another site's page are refused, and so are its API reads that are not navigations
+    (an <img> on another site would otherwise start cam_server cameras with the operator's
+    credentials); following a link (an e-log's /api/readings.csv) is a navigation and is fine.
+    """
     request = flask.request
     if request.method not in WRITES:
-        return None
+        if not request.path.startswith("/api/") or request.headers.get("Sec-Fetch-Mode") == "navigate":
+            return None
+        site = request.headers.get("Sec-Fetch-Site")
+        return _forbidden() if site is not None and site not in ("same-origin", "none") else None
     site = request.headers.get("Sec-Fetch-Site")
     origin = request.headers.get("Origin")
     if site is not None and site not in ("same-origin", "none"):
