@@ -57,13 +57,15 @@ class Limits:
 class Camera:
     def __init__(self, spec: CameraSpec, names: ChannelNames = ChannelNames(), limits: Limits = Limits(),
                  context: zmq.Context | None = None, rois: RoiSet | None = None,
-                 background: Background | None = None) -> None:
-        """`rois` and `background` outlive a connection (the registry keeps them per camera name)."""
+                 background: Background | None = None, history: RingBuffer | None = None,
+                 frames: FrameStore | None = None) -> None:
+        """`rois` and `background` outlive a connection (the registry keeps them per camera name);
+        `history` and `frames` too when a connection continues another (its instance moved)."""
         self.spec = spec
         self.name = spec.name
         self.names = names
-        self.buffer = RingBuffer(limits.history, computed=STATS_COLUMNS)
-        self.frames = FrameStore(limits.frames, limits.frame_memory)
+        self.buffer = history if history is not None else RingBuffer(limits.history, computed=STATS_COLUMNS)
+        self.frames = frames if frames is not None else FrameStore(limits.frames, limits.frame_memory)
         self.rois = rois if rois is not None else RoiSet()
         self.background = background if background is not None else Background(spec.name, limits.data_dir)
         self.ingest = Ingest(names, self.rois, self.background, self.count_invalid)

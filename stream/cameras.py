@@ -169,10 +169,13 @@ class CameraRegistry:
 
         return CameraSpec(name=name, mode="sub", resolve=resolve, pinned=False, source="cam_server")
 
-    def _new_entry(self, spec: CameraSpec, locked: bool = False) -> _Entry:
+    def _new_entry(self, spec: CameraSpec, locked: bool = False, keep: Camera | None = None) -> _Entry:
+        """`keep`: a camera whose history and frames the new connection continues (an instance that moved)."""
         rois, background = self._settings.setdefault(
             spec.name, (RoiSet(), Background(spec.name, self.limits.data_dir)))
-        camera = Camera(spec, self.names, self.limits, self._context, rois, background)
+        camera = Camera(spec, self.names, self.limits, self._context, rois, background,
+                        history=keep.buffer if keep is not None else None,
+                        frames=keep.frames if keep is not None else None)
         camera.state_note = "connecting"
         entry = _Entry(camera)
         if locked:
@@ -251,10 +254,9 @@ class CameraRegistry:
         if address != entry.camera.address:
             log.info("camera %s moved to %s; reconnecting", name, address)
             old = entry.camera
-            spec = replace(old.spec, address=address)
+            old.stop()  # before the new connection writes to the same history
             with self._lock:
-                replacement = self._new_entry(spec, locked=True)
-            old.stop()
+                replacement = self._new_entry(replace(old.spec, address=address), locked=True, keep=old)
             self._start_in_background(replacement)
 
     def _refresh_list(self) -> None:

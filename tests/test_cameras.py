@@ -321,8 +321,10 @@ def test_a_silent_camera_whose_instance_moved_is_reconnected(make_registry, fres
     replacement = registry.get("simulation")
     assert replacement.address == fresh_standin.stream_address("simulation_sp") != old_address
     assert replacement.rois is camera.rois
+    # the new connection continues the camera's history and frames (a browser's cursor stays valid)
+    assert replacement.buffer is camera.buffer and replacement.frames is camera.frames
     wait_until(lambda: not camera.running, message="the old connection closed")
-    assert state(registry, "simulation")["state"] == "live"
+    wait_until(lambda: state(registry, "simulation")["state"] == "live", message="live on the new instance")
 
 
 def test_a_silent_camera_that_did_not_move_stays(make_registry, make_socket, monkeypatch) -> None:
