@@ -263,10 +263,14 @@ class CameraRegistry:
         self._listed_at = time.monotonic()
         try:
             self._listed = list(self._camserver.cameras())
+            if self.camserver_error:
+                log.info("cam_server answers again")
             self.camserver_error = ""
         except Exception as exc:
-            self.camserver_error = _sentence(exc)
-            log.warning("cam_server: %s", self.camserver_error)
+            error = _sentence(exc)
+            if error != self.camserver_error:  # once per change, not every refresh
+                log.warning("cam_server: %s", error)
+            self.camserver_error = error
 
 
 def camera_state(camera: Camera) -> str:

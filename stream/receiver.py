@@ -81,6 +81,8 @@ class Receiver:
         self._last_time: float | None = None  # monotonic
         self._last_wall: float | None = None
         self._restarts = 0
+        self._reconnects = 0
+        self._reconnect_logged = 0.0
         self._last_error = ""
         self._ready = threading.Event()
         self._setup_error: BaseException | None = None
@@ -211,7 +213,12 @@ class Receiver:
                 event = zmq_monitor.recv_monitor_message(monitor)["event"]
                 dropped_at = time.monotonic() if event == zmq.EVENT_DISCONNECTED else None
             if dropped_at is not None and time.monotonic() - dropped_at > RECONNECT_AFTER_S:
-                log.warning("connection to %s dropped and not retried; reconnecting", self.address)
+                self._reconnects += 1
+                if self._reconnects == 1 or time.monotonic() - self._reconnect_logged > 60:
+                    # a peer that keeps breaking the handshake would otherwise log a line a second
+                    self._reconnect_logged = time.monotonic()
+                    log.warning("connection to %s dropped and not retried; reconnecting (%d times so far)",
+                                self.address, self._reconnects)
                 with contextlib.suppress(zmq.ZMQError):
                     socket.disconnect(self.address)
                 socket.connect(self.address)
