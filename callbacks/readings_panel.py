@@ -10,11 +10,13 @@ import numpy as np
 from dash import Dash, Input, Output, State, no_update
 
 from components import ids
+from components.formatting import finite
 from components.readings_panel import READING_IDS, readings_text
 from stream.cameras import CameraRegistry, CameraUnavailable
 from stream.frames import Frame
 from stream.protocol import BsreadError
 from stream.source import StreamSource
+from web.render import saturation_level
 
 
 # The page sends the text back as the readings callback's State on every tick (4 Hz): a stream's
@@ -44,20 +46,6 @@ class SaturationCounts:
             while len(self._counts) > self._size:
                 self._counts.popitem(last=False)
         return count
-
-
-def saturation_level(frame: Frame, enabled: bool, level: Any) -> float | None:
-    """The chosen level, or the image type's maximum (integer cameras); None when off or unknown."""
-    if not enabled:
-        return None
-    try:
-        chosen = float(level)
-    except (TypeError, ValueError):
-        chosen = None
-    if chosen is not None and np.isfinite(chosen):
-        return chosen
-    dtype = frame.dtype
-    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else None
 
 
 def geometry(camera: StreamSource) -> dict[str, Any]:
@@ -91,7 +79,7 @@ def register(app: Dash, registry: CameraRegistry) -> None:
         frame = camera.frames.latest()
         saturated = None
         if frame is not None:
-            chosen = saturation_level(frame, bool(saturation_on), level)
+            chosen = saturation_level(frame.dtype, finite(level)) if saturation_on else None
             saturated = counts.count(camera, frame, chosen) if chosen is not None else None
         texts = readings_text(camera.buffer.newest(), camera.layout, camera.axes,
                               frame.shape if frame is not None else None, saturated,

@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from callbacks.readings_panel import SaturationCounts, geometry, processing_parameters, saturation_level
+from callbacks.readings_panel import SaturationCounts, geometry, processing_parameters
 from components.formatting import age, format_value, iso_utc, pulse_id, safe_filename, utc_for_filename, with_unit
 from components.readings_panel import NOT_IN_STREAM, READING_IDS, readings_text
 from components import ids
 from stream.rois import Roi
+from web.render import saturation_level
 from tests.web_fixtures import FedCamera, camera_values, designed_image
 
 
@@ -125,14 +126,11 @@ def test_the_streams_own_statistics_are_labelled_as_the_streams() -> None:
 
 
 def test_saturation_level_is_the_dtype_maximum_or_the_chosen_level() -> None:
-    camera = FedCamera()
-    camera.feed({"image": designed_image(8, 8, dtype=np.uint16)})
-    frame = camera.frames.latest()
-    assert saturation_level(frame, True, None) == 65535.0
-    assert saturation_level(frame, True, "3000") == 3000.0
-    assert saturation_level(frame, False, 3000) is None
-    camera.feed({"image": designed_image(8, 8, dtype=np.float64)})
-    assert saturation_level(camera.frames.latest(), True, None) is None  # a float camera has no maximum
+    assert saturation_level(np.dtype(np.uint16), None) == 65535.0
+    assert saturation_level(np.dtype(np.uint8), None) == 255.0
+    assert saturation_level(np.dtype(np.uint16), 3000.0) == 3000.0
+    assert saturation_level(np.dtype(np.uint16), math.nan) == 65535.0  # an unusable choice falls back
+    assert saturation_level(np.dtype(np.float64), None) is None  # a float camera has no maximum
 
 
 def test_saturated_pixels_are_counted_once_per_frame_and_level() -> None:

@@ -13,18 +13,17 @@ import math
 from typing import Any
 
 import flask
-import numpy as np
 import orjson
 
 from components.formatting import safe_filename, utc_for_filename
 from components.readings_csv import readings_csv_chunks
 from components.status import status_document
-from stream.cameras import CameraRegistry, CameraUnavailable
+from stream.cameras import CameraRegistry, CameraUnavailable, camera_state
 from stream.protocol import BsreadError
 from stream.source import StreamSource
 
 from .frame_service import FrameService
-from .render import COLORMAPS, View
+from .render import COLORMAPS, View, saturation_level
 
 MAX_SECONDS = 10 * 365 * 86400.0
 MAX_CLIENT_ID = 64
@@ -88,7 +87,7 @@ def client_id(args: Any) -> str | None:
 
 
 def axis_range(args: Any, name: str, axis: Any, length: int) -> tuple[int, int] | None:
-    """`lo,hi` in axis units -> the pixels [i0, i1) whose centres lie in it."""
+    """`lo,hi` in axis units -> the pixels [i0, i1) it shows, whole or in part (as far as the image goes)."""
     raw = args.get(name)
     if not raw:
         return None
@@ -130,16 +129,14 @@ def view_from(args: Any, camera: StreamSource) -> View:
     return View(colormap=colormap, scale=scale, zmin=zmin, zmax=zmax, region=region,
                 bins_x=int(number(args, "w", 320, 8, 4096)), bins_y=int(number(args, "h", 260, 8, 4096)),
                 average=int(number(args, "avg", 1, 1, 100)), background=args.get("bg") == "1",
-                saturation=saturation_level(args, latest))
+                saturation=saturation_of(args, latest))
 
 
-def saturation_level(args: Any, frame: Any) -> float | None:
-    """`sat=LEVEL`, or `sat=max`: the image type's maximum (integer cameras; none for float images)."""
+def saturation_of(args: Any, frame: Any) -> float | None:
+    """`sat=LEVEL`, or `sat=max`: the image type's maximum (web.render.saturation_level)."""
     if args.get("sat") != "max":
         return number(args, "sat")
-    if frame is None or frame.dtype.kind not in "ui":
-        return None
-    return float(np.iinfo(frame.dtype).max)
+    return saturation_level(frame.dtype, None) if frame is not None else None
 
 
 # ---------------------------------------------------------------------------------------- routes
@@ -252,8 +249,8 @@ def stream_state(camera: StreamSource) -> dict[str, Any]:
     """What a frame answer says of the stream right now (the page's STALE mark and its age)."""
     health = camera.health()
     if health is None:
-        return {"state": "connecting" if camera.state_note == "connecting" else "error",
-                "error": camera.state_note if camera.state_note != "connecting" else ""}
+        state = camera_state(camera)  # type: ignore[arg-type]
+        return {"state": state, "error": camera.state_note if state == "error" else ""}
     age = health.last_message_age_s
     return {"state": health.state, "age_s": None if age is None else round(age, 3),
             "stall_limit_s": round(health.stall_limit_s, 3), "rate_hz": round(health.rate_hz, 2)}

@@ -48,6 +48,14 @@ class Rendered:
     parts: tuple[tuple[str, np.ndarray], ...]  # name -> 1-D array (levels uint8, profiles float32, ...)
 
 
+def saturation_level(dtype: np.dtype, chosen: float | None) -> float | None:
+    """Pixels at or above this are saturated: the chosen level, else the image type's maximum
+    (integer cameras; a float camera has none)."""
+    if chosen is not None and math.isfinite(chosen):
+        return float(chosen)
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else None
+
+
 def colorscale(name: str) -> list[list[Any]]:
     """The colour stops of a colormap as [t, "rgb(r, g, b)"] (what both plotly.js and the painter use)."""
     stops = plotly.colors.get_colorscale(COLORMAPS.get(name, "Viridis"))
