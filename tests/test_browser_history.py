@@ -79,7 +79,7 @@ def test_band_and_mean_window_and_gap(url: str, driver: Any, stream: DesignedStr
     wait_until(lambda: (newest_pulse_time(url) - stream.first_time) > 75, timeout=60, message="75 s of pulse time")
     stream.pause()  # 3 s of silence = 30 s of pulse time missing
     silent_from = newest_pulse_time(url)
-    time.sleep(3)  # noqa: the silence itself is what is tested (a real outage of the stream)
+    time.sleep(3)  # not a synchronisation: the silence itself is what is tested (a real outage of the stream)
     stream.resume()
     wait_until(lambda: newest_pulse_time(url) > silent_from + 45, timeout=60, message="pulses after the gap")
     wait_until(lambda: len([v for v in chart(driver, "energy-history-graph")["traces"][1]["y"] if v is not None]) > 10,
