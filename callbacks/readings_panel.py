@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import threading
 from typing import Any
 
@@ -19,8 +20,8 @@ from stream.source import StreamSource
 from web.render import saturation_level
 
 
-# The page sends the text back as the readings callback's State on every tick (4 Hz): a stream's
-# 1 MiB string would make every readings request exceed the server's 1 MiB body limit (413).
+# The text is sent only when it changes (the tick compares a digest, not the text itself), and is
+# cut to a size a browser shows without stalling: a stream's 1 MiB of parameters gives 64 KiB.
 MAX_PARAMETERS_CHARS = 64 * 1024
 
 
@@ -64,18 +65,19 @@ def register(app: Dash, registry: CameraRegistry) -> None:
         *[Output(reading, "children") for reading in READING_IDS],
         Output(ids.IMAGE_GEOMETRY, "data"),
         Output(ids.PARAMETERS, "children"),
+        Output(ids.PARAMETERS_DIGEST, "data"),
         Input(ids.READINGS_INTERVAL, "n_intervals"),
         Input(ids.CAMERA_SELECT, "value"),
         State(ids.IMAGE_GEOMETRY, "data"),
         State(ids.SATURATION, "value"),
         State(ids.SATURATION_LEVEL, "value"),
-        State(ids.PARAMETERS, "children"),
+        State(ids.PARAMETERS_DIGEST, "data"),
     )
-    def refresh_readings(_n, camera_name, shown_geometry, saturation_on, level, shown_parameters):
+    def refresh_readings(_n, camera_name, shown_geometry, saturation_on, level, shown_digest):
         try:
             camera = registry.watch(camera_name)
         except CameraUnavailable:
-            return (*("—",) * len(READING_IDS), no_update, no_update)
+            return (*("—",) * len(READING_IDS), no_update, no_update, no_update)
         frame = camera.frames.latest()
         saturated = None
         if frame is not None:
@@ -86,8 +88,10 @@ def register(app: Dash, registry: CameraRegistry) -> None:
                               tuple(roi.name for roi in camera.rois.rois))
         current = geometry(camera)
         parameters = processing_parameters(camera, frame)
+        digest = hashlib.blake2b(parameters.encode(), digest_size=8).hexdigest()
+        changed = digest != shown_digest
         return (*texts, current if current != shown_geometry else no_update,
-                parameters if parameters != shown_parameters else no_update)
+                parameters if changed else no_update, digest if changed else no_update)
 
 
 def processing_parameters(camera: StreamSource, frame: Frame | None) -> str:

@@ -17,6 +17,7 @@ HEALTH_DETAILS = "health-details"  # collapse with the full health table
 HEALTH_PANEL = "health-panel"  # table body of the full health details
 HEALTH_INTERVAL = "health-interval"
 PARAMETERS = "processing-parameters"  # cam_server's processing_parameters, as text
+PARAMETERS_DIGEST = "processing-parameters-digest"  # store: digest of the text shown (what the tick compares)
 
 # Detector image
 IMAGE_PANEL = "image-panel"  # the image card (full-screen toggles it)

@@ -106,6 +106,24 @@ def test_readings_tick_is_small_and_sends_only_what_changed() -> None:
     assert ids.IMAGE_GEOMETRY not in reply.body and ids.PARAMETERS not in reply.body  # unchanged: not re-sent
 
 
+def test_large_processing_parameters_are_sent_once_and_never_sent_back() -> None:
+    camera = FedCamera()
+    parameters = json.dumps({"roi": list(range(9_000))})  # ~50 KiB of cam_server parameters
+    camera.feed({**camera_values(beam(64, 80)), "processing_parameters": parameters})
+    client = DashClient.flask(fed_app(camera))
+    client.load()
+    assert client.props[f"{ids.PARAMETERS}.children"] == parameters
+    readings = client.callback(f"{ids.PULSE_ID}.children")
+    camera.feed({**camera_values(beam(64, 80, seed=1)), "processing_parameters": parameters})
+    request = json.dumps(client.body(readings, f"{ids.READINGS_INTERVAL}.n_intervals")).encode()
+    reply = client.post(request)
+    assert len(request) < 4096  # the tick carries a digest of the text, not the text
+    assert reply.status == 200 and ids.PARAMETERS not in reply.body
+    camera.feed({**camera_values(beam(64, 80, seed=2)), "processing_parameters": parameters + " "})
+    reply = client.post(client.body(readings, f"{ids.READINGS_INTERVAL}.n_intervals"))
+    assert reply.body[ids.PARAMETERS]["children"] == parameters + " "  # changed: sent again
+
+
 # ----------------------------------------------------------------------------------------- rendering
 
 
