@@ -20,8 +20,8 @@ from stream.layout import ChannelNames, pixel_axis
 from stream.rois import Roi, RoiSet
 from stream.simulator import SimulatorConfig
 from stream.statistics import STATS_COLUMNS
+from tests.hand_built import hand_message, stamp_bytes
 from tests.helpers import LOCALHOST, send_multipart, wait_until
-from tests.test_codec import hand_message, stamp_bytes
 
 T0 = 1_700_000_000.0
 

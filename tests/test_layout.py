@@ -18,7 +18,7 @@ from stream.protocol import Decoder
 from stream.simulator import BeamModel
 from tests.camserver_standin import default_cameras, pipeline_channels
 from tests.helpers import make_message
-from tests.test_codec import hand_message, stamp_bytes
+from tests.hand_built import hand_message, stamp_bytes
 
 SIMULATION = default_cameras()["simulation"]  # calibrated, descending micrometre axes
 

@@ -17,12 +17,13 @@ import zmq
 
 import stream.receiver as receiver_module
 from stream.encoder import Encoder
-from stream.protocol import Message
 from stream.health import PulseCounter
+from stream.protocol import Message
 from stream.receiver import Receiver
 from stream.simulator import BeamModel, Simulator, SimulatorConfig
+from tests.hand_built import hand_message, stamp_bytes
 from tests.helpers import LOCALHOST, bind_retry, free_port, send_multipart, wait_until
-from tests.test_codec import MALFORMED, hand_message, stamp_bytes
+from tests.test_codec_validation import MALFORMED
 
 T0 = 1_700_000_000.0
 
