@@ -99,7 +99,8 @@ class Background:
             self._count += 1
             if self._count < self._want:
                 return
-            mean = (self._sum / self._count).astype(np.float32)
+            with np.errstate(over="ignore"):  # beyond float32 (a 1e308 camera) is inf, as in a float32 frame
+                mean = (self._sum / self._count).astype(np.float32)
             mean.flags.writeable = False
             self._current = BackgroundImage(mean, self._count, time.time(), self.camera)
             self._want, self._sum = 0, None
