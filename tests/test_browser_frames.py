@@ -221,6 +221,11 @@ HOVER = re.compile(r"x (\d+), y (\d+) px · (\d+) counts · pulse (\d+)")
 
 
 def hover_at(driver: Any, graph: Any, col: int, row: int) -> None:
+    """Move the pointer over pixel (col, row), placed from the figure's layout as it is now.
+
+    Callers repeat it until the hover answers: the page may still be settling (panels sizing to the
+    window), and a pointer placed from the previous layout would point at another pixel.
+    """
     x, y = driver.execute_script(SAMPLES_JS, [[col, row]])["points"][0]
     origin = graph.rect
     from selenium.webdriver.common.action_chains import ActionChains
@@ -242,18 +247,16 @@ def test_hover_shows_the_counts_of_the_frame_on_screen(url: str, driver: Any) ->
     open_page(driver, url, (HEIGHT, WIDTH))
     graph = driver.find_element("css selector", "#image-graph .js-plotly-plot")
     for col, row in ((37, 21), (250, 170), (599, 399)):
-        hover_at(driver, graph, col, row)
-        wait_until(lambda: hovered(driver, col, row), timeout=UPDATE_TIMEOUT_S,
-                   message=lambda: f"hover at ({col}, {row}): {driver.execute_script(HOVER_JS)!r}")
+        wait_until(lambda: hover_at(driver, graph, col, row) or hovered(driver, col, row), timeout=UPDATE_TIMEOUT_S,
+                   interval=0.2, message=lambda: f"hover at ({col}, {row}): {driver.execute_script(HOVER_JS)!r}")
         for _ in range(5):  # live frames: each value must be the pixel of the frame it names
             shown = hovered(driver, col, row)
             if shown:
                 c, r, value, pulse = shown
                 assert value == c + 1000 * r + 1_000_000 * (pulse % 50), driver.execute_script(HOVER_JS)
     held = pause(driver)  # paused: the value of the held frame, and the frame on screen says which
-    hover_at(driver, graph, 37, 21)
-    wait_until(lambda: (hovered(driver, 37, 21) or (0, 0, 0, 0))[3] == held, timeout=UPDATE_TIMEOUT_S,
-               message=lambda: driver.execute_script(HOVER_JS))
+    wait_until(lambda: hover_at(driver, graph, 37, 21) or (hovered(driver, 37, 21) or (0, 0, 0, 0))[3] == held,
+               timeout=UPDATE_TIMEOUT_S, interval=0.2, message=lambda: driver.execute_script(HOVER_JS))
     c, r, value, pulse = hovered(driver, 37, 21)
     assert value == c + 1000 * r + 1_000_000 * (held % 50)
     assert shown_pulse(driver) == held and "level" not in driver.execute_script(HOVER_JS)
