@@ -92,10 +92,11 @@ def profile_stats(profile: np.ndarray, axis: np.ndarray) -> dict[str, Any]:
     lo, hi = max(0, min(lo, peak - 1)), min(n - 1, max(hi, peak + 1))
     sel = slice(lo, hi + 1)
     weights = np.clip(y[sel], 1e-12, None)
-    c2, c1, c0 = np.polyfit(index[sel], np.log(weights), 2, w=weights)
+    # Parabola in the distance from the peak (in absolute pixel indices polyfit is ill-conditioned).
+    c2, c1, c0 = np.polyfit(index[sel] - peak, np.log(weights), 2, w=weights)
     if not c2 < 0:
         return stats
-    sigma_px, mean_px = float(np.sqrt(-1.0 / (2.0 * c2))), float(-c1 / (2.0 * c2))
+    sigma_px, mean_px = float(np.sqrt(-1.0 / (2.0 * c2))), peak + float(-c1 / (2.0 * c2))
     amplitude = float(np.exp(c0 - c1 * c1 / (4.0 * c2)))
     mean, sigma = float(np.interp(mean_px, index, a)), sigma_px * scale
     window = np.abs(index - mean_px) <= 3.0 * sigma_px
