@@ -285,10 +285,13 @@ def test_app_on_a_start_stream_process(sender_mode: str, app_mode: str) -> None:
             assert "image" not in first["channels"] and "image_profile_x" not in first["channels"]
             frame = readings(url)
             later = status(url)
-            assert (np.diff(frame["pulse_id"]) == 1).all()
-            assert later["missed_pulses"] == 0 and later["invalid"] == 0
-            if sender_mode == "push":  # PUSH waits for its peer: the first pulse (1) arrives too
+            steps = np.diff(frame["pulse_id"])
+            assert (steps >= 1).all() and later["invalid"] == 0
+            if sender_mode == "push":  # PUSH waits for its peer: nothing lost, the first pulse (1) arrives too
+                assert (steps == 1).all() and later["missed_pulses"] == 0
                 assert frame["pulse_id"].iloc[0] == 1
+            else:  # PUB drops for a subscriber that falls behind (a starved machine): every gap is counted
+                assert int((steps - 1).sum()) <= later["missed_pulses"]
             assert (frame["image_size_x"] == 160).all() and (frame["image_size_y"] == 120).all()
             page = DashClient.http(url)
             page.load()
