@@ -4,6 +4,7 @@ messages built with the real codec, and a receiver sink doing a camera's real pe
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any, Callable, TypeVar
 
@@ -29,6 +30,30 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
             said = message() if callable(message) else message
             raise AssertionError(f"condition not met within {timeout} s: {said or predicate}")
         time.sleep(interval)
+
+
+def all_at_once(work: Callable[[], T], count: int, timeout: float = 60.0) -> list[T]:
+    """`work()` from `count` threads released together by a barrier; the results (raises the first error)."""
+    start = threading.Barrier(count)
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            start.wait(10)
+            results.append(work())
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if errors:
+        raise errors[0]
+    assert len(results) == count, f"{count - len(results)} of {count} threads did not finish"
+    return results
 
 
 def free_port() -> int:

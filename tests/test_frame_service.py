@@ -7,13 +7,13 @@ here depends on how fast this machine is.
 from __future__ import annotations
 
 import struct
-import threading
 
 import numpy as np
 import pytest
 
 import web.frame_service as frame_service_module
 from stream.encoder import Encoder
+from tests.helpers import all_at_once
 from tests.web_fixtures import ManualClock, FedCamera, camera_values, designed_image
 from web.frame_service import FrameService, decode, encode, frame_meta, gaussian, profile_curves
 from web.processing import Processor
@@ -92,23 +92,7 @@ def test_nothing_is_rendered_without_requests(clock: ManualClock) -> None:
 def test_many_concurrent_requests_for_one_frame_render_it_once() -> None:
     camera = fed_camera(shape=(1024, 1024))
     service, renders = counting_service()
-    start = threading.Barrier(12)
-    bodies: list[bytes] = []
-    errors: list[BaseException] = []
-
-    def ask() -> None:
-        try:
-            start.wait(10)
-            bodies.append(service.frame(camera, VIEW).body)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=ask) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors and len(bodies) == 12
+    bodies = all_at_once(lambda: service.frame(camera, VIEW).body, 12)
     assert len(renders) == 1 and len(set(bodies)) == 1
 
 
