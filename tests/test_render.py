@@ -314,3 +314,27 @@ def test_nice_range_is_stable_under_noise() -> None:
 @pytest.mark.parametrize(("lo", "hi"), [(5.0, 5.0), (3.0, 1.0), (0.0, float("inf"))])
 def test_nice_range_leaves_degenerate_ranges_alone(lo: float, hi: float) -> None:
     assert nice_range(lo, hi) == (lo, hi)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 60), st.integers(1, 20), st.sampled_from(["float64", "float32", "uint16"]),
+       st.booleans(), st.integers(0, 2**31))
+def test_block_mean_is_the_mean_of_the_finite_pixels_of_each_block(height: int, width: int, f: int, dtype: str,
+                                                                    holes: bool, seed: int) -> None:
+    from web.render import block_mean
+
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60000, (height, width)).astype(dtype)
+    if holes and image.dtype.kind == "f":
+        image[rng.random(image.shape) < 0.3] = np.nan
+    hb, wb = -(-height // f), -(-width // f)
+    expected = np.full((hb, wb), np.nan)
+    for r in range(hb):
+        for c in range(wb):
+            block = image[r * f:(r + 1) * f, c * f:(c + 1) * f].astype(np.float64)
+            if np.isfinite(block).any():
+                expected[r, c] = np.nanmean(block)
+    got = block_mean(image, f)
+    assert got.dtype == np.float32 and got.shape == (hb, wb)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], rtol=1e-6, atol=0)

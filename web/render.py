@@ -7,6 +7,7 @@ colour). Square bins keep the beam's aspect honest. Everything here is numpy in,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -58,12 +59,18 @@ def saturation_level(dtype: np.dtype, chosen: float | None) -> float | None:
 
 def colorscale(name: str) -> list[list[Any]]:
     """The colour stops of a colormap as [t, "rgb(r, g, b)"] (what both plotly.js and the painter use)."""
+    return [list(stop) for stop in _colorscale(name)]
+
+
+@functools.lru_cache(maxsize=None)
+def _colorscale(name: str) -> tuple[tuple[float, str], ...]:
+    """Resolved once per name: plotly's validators cost ~0.5 ms a call, every render used to pay it."""
     stops = plotly.colors.get_colorscale(COLORMAPS.get(name, "Viridis"))
     out = []
     for t, colour in stops:
         rgb = plotly.colors.hex_to_rgb(colour) if colour.startswith("#") else plotly.colors.unlabel_rgb(colour)
-        out.append([float(t), "rgb({}, {}, {})".format(*(int(round(c)) for c in rgb))])
-    return out
+        out.append((float(t), "rgb({}, {}, {})".format(*(int(round(c)) for c in rgb))))
+    return tuple(out)
 
 
 def region_of(shape: tuple[int, int], region: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
@@ -90,17 +97,31 @@ def bin_factor(region: tuple[int, int, int, int], bins_x: int, bins_y: int) -> i
 
 
 def block_mean(image: np.ndarray, f: int) -> np.ndarray:
-    """Block-average by f × f (float32); a ragged edge becomes a smaller last block."""
+    """Block-average by f × f (float32), NaN pixels left out; a ragged edge becomes a smaller last block."""
     if f == 1:
         return image.astype(np.float32, copy=False)
     h, w = image.shape
     hb, wb = -(-h // f), -(-w // f)
-    if h % f or w % f:  # pad with NaN so the last blocks average what they have
-        padded = np.full((hb * f, wb * f), np.nan, dtype=np.float32)
-        padded[:h, :w] = image
-        with np.errstate(all="ignore"):
-            return np.nanmean(padded.reshape(hb, f, wb, f), axis=(1, 3))
-    return image.reshape(hb, f, wb, f).mean(axis=(1, 3), dtype=np.float32)
+    floats = image.dtype.kind in "fc"
+    if f <= 16:  # f² strided adds beat numpy's mean over two strided axes by 3-5x
+        total = np.zeros((hb, wb), dtype=np.float64)
+        count = np.zeros((hb, wb), dtype=np.float64) if h % f or w % f else None
+        for i in range(f):
+            for j in range(f):
+                part = image[i::f, j::f]
+                total[:part.shape[0], :part.shape[1]] += part
+                if count is not None:
+                    count[:part.shape[0], :part.shape[1]] += 1.0
+        mean = (total / (count if count is not None else f * f)).astype(np.float32)
+        if not floats or not np.isnan(mean).any():
+            return mean
+    elif not (h % f or w % f) and (not floats or not np.isnan(image).any()):
+        return image.reshape(hb, f, wb, f).mean(axis=(1, 3), dtype=np.float32)
+    # NaN pixels or a ragged edge: pad with NaN and average what each block has
+    padded = np.full((hb * f, wb * f), np.nan, dtype=np.float32)
+    padded[:h, :w] = image
+    with np.errstate(all="ignore"):
+        return np.nanmean(padded.reshape(hb, f, wb, f), axis=(1, 3))
 
 
 def block_any(mask: np.ndarray, f: int) -> np.ndarray:
@@ -128,15 +149,18 @@ def nice_range(lo: float, hi: float) -> tuple[float, float]:
     return min(lo, math.floor(lo / step) * step), max(hi, math.ceil(hi / step) * step)
 
 
-def colour_range(shown: np.ndarray, view: View, hold: tuple[float, float] | None) -> tuple[float, float, bool]:
-    """(lo, hi, automatic) in the units of `shown` (log10 of the image for a log view)."""
+def colour_range(shown: np.ndarray, view: View, hold: tuple[float, float] | None,
+                 finite: np.ndarray | None = None) -> tuple[float, float, bool]:
+    """(lo, hi, automatic) in the units of `shown` (log10 of the image for a log view); `finite`:
+    the finite values of `shown` when the caller has them already."""
     manual = view.zmin is not None and view.zmax is not None
     if manual:
         lo, hi = float(view.zmin), float(view.zmax)  # type: ignore[arg-type]
         if view.scale == "log":
             lo, hi = math.log10(lo), math.log10(hi)
         return lo, hi, False
-    finite = shown[np.isfinite(shown)]
+    if finite is None:
+        finite = shown[np.isfinite(shown)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     lo, hi = nice_range(lo, hi) if view.scale == "linear" else (math.floor(lo * 10) / 10, math.ceil(hi * 10) / 10)
     if hold is not None:
@@ -151,8 +175,8 @@ def colour_range(shown: np.ndarray, view: View, hold: tuple[float, float] | None
 def to_levels(shown: np.ndarray, lo: float, hi: float) -> np.ndarray:
     with np.errstate(all="ignore"):
         levels = (shown - np.float32(lo)) * np.float32(TOP_LEVEL / (hi - lo))
-        np.clip(levels, 0, TOP_LEVEL, out=levels)
-    levels = np.nan_to_num(levels, nan=0.0)
+        np.fmax(levels, 0, out=levels)  # fmax/fmin return the number where the other is NaN: NaN -> 0
+        np.fmin(levels, TOP_LEVEL, out=levels)
     return levels.astype(np.uint8)
 
 
@@ -194,16 +218,20 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return inside or [10.0 ** lo, 10.0 ** hi]
 
 
-def histogram(shown: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, float]:
-    """Counts of the displayed bins over their own extent (not the colour range, which is marked on it)."""
-    finite = shown[np.isfinite(shown)]
+def histogram(finite: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, float]:
+    """Counts of the displayed bins (their finite values) over their own extent (not the colour range,
+    which is marked on it): HISTOGRAM_BINS equal bins, the last one closed, as np.histogram's."""
     if finite.size == 0:
         return np.zeros(HISTOGRAM_BINS, dtype=np.float32), lo, hi
     first, last = float(finite.min()), float(finite.max())
-    if last <= first:
-        last = first + 1.0
-    counts, _ = np.histogram(finite, bins=HISTOGRAM_BINS, range=(first, last))
-    return counts.astype(np.float32), first, last
+    if not last > first or not math.isfinite(last - first):
+        counts, _ = np.histogram(finite, bins=HISTOGRAM_BINS, range=(first, max(last, first + 1.0)))
+        return counts.astype(np.float32), first, max(last, first + 1.0)
+    with np.errstate(all="ignore"):
+        scaled = (finite - finite.dtype.type(first)) * finite.dtype.type(HISTOGRAM_BINS / (last - first))
+    index = scaled.astype(np.intp)  # bincount's own type: any other is converted in a fresh array (slower)
+    np.minimum(index, HISTOGRAM_BINS - 1, out=index)
+    return np.bincount(index, minlength=HISTOGRAM_BINS).astype(np.float32), first, last
 
 
 def block_mean_1d(values: np.ndarray, f: int) -> np.ndarray:
@@ -229,7 +257,8 @@ def render(image: np.ndarray, view: View, hold: tuple[float, float] | None = Non
     values = block_mean(image[r0:r1, c0:c1], f)
     with np.errstate(all="ignore"):
         shown = np.log10(np.where(values > 0, values, np.nan)) if view.scale == "log" else values
-    lo, hi, automatic = colour_range(shown, view, hold)
+    finite = values[np.isfinite(values)]
+    lo, hi, automatic = colour_range(shown, view, hold, finite if shown is values else None)
     levels = to_levels(shown, lo, hi)
     count = 0
     if saturated is not None:
@@ -238,8 +267,7 @@ def render(image: np.ndarray, view: View, hold: tuple[float, float] | None = Non
         if count:
             levels[block_any(mask, f)] = SATURATED
     tickvals, ticktext = colour_ticks(lo, hi, view.scale)
-    counts, h_lo, h_hi = histogram(values, lo, hi)
-    finite = values[np.isfinite(values)]
+    counts, h_lo, h_hi = histogram(finite, lo, hi)
     parts = [("levels", levels.reshape(-1)), ("histogram", counts)]
     for axis, curves, a, b in (("x", curves_x, c0, c1), ("y", curves_y, r0, r1)):
         for name, curve in (curves or {}).items():
