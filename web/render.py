@@ -120,8 +120,11 @@ def block_mean(image: np.ndarray, f: int) -> np.ndarray:
     # NaN pixels or a ragged edge: pad with NaN and average what each block has
     padded = np.full((hb * f, wb * f), np.nan, dtype=np.float32)
     padded[:h, :w] = image
-    with np.errstate(all="ignore"):
-        return np.nanmean(padded.reshape(hb, f, wb, f), axis=(1, 3))
+    blocks = padded.reshape(hb, f, wb, f)
+    present = ~np.isnan(blocks)
+    total = np.where(present, blocks, 0.0).sum(axis=(1, 3), dtype=np.float64)
+    with np.errstate(all="ignore"):  # a block of NaN only is NaN (nanmean would warn from every thread)
+        return (total / present.sum(axis=(1, 3))).astype(np.float32)
 
 
 def block_any(mask: np.ndarray, f: int) -> np.ndarray:
