@@ -57,25 +57,28 @@ def message_bytes(pool: list[list[bytes]], hashes: list[str]) -> float:
     return statistics.fmean(sum(len(p) for p in parts) for parts in pool) + len(main_header(10**9, hashes[0]))
 
 
-def inproc_messages(config: dict, pool_size: int, count: int, first: int = FIRST_PULSE_ID) -> list[list]:
+def inproc_messages(config: dict, pool_size: int, count: int, first: int = FIRST_PULSE_ID,
+                    pool: tuple[list, list] | None = None) -> list[list]:
     """`count` messages (consecutive pulse ids) as zmq.Frame lists off an inproc socket pair, as the
-    receiver gets them: each message is its own copy (kept frames hold their own bytes)."""
+    receiver gets them: each message is its own copy (kept frames hold their own bytes). `pool`:
+    (messages, hashes) of build_pool, else built here."""
     import zmq
 
-    pool, hashes = build_pool(config, pool_size)
+    messages, hashes = pool or build_pool(config, pool_size)
     context = zmq.Context()
     a, b = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
     a.bind("inproc://bench-messages")
     b.connect("inproc://bench-messages")
-    messages = []
+    out = []
     try:
         for i in range(count):
-            a.send_multipart([main_header(first + i, hashes[i % len(pool)]), *pool[i % len(pool)]], copy=True)
-            messages.append(b.recv_multipart(copy=False))
+            a.send_multipart([main_header(first + i, hashes[i % len(messages)]), *messages[i % len(messages)]])
+            out.append(b.recv_multipart(copy=False))
     finally:
         a.close(0)
         b.close(0)
-    return messages
+        context.term()
+    return out
 
 
 # -------------------------------------------------------------------------------------------- sender
