@@ -88,7 +88,7 @@ def summary(campaign: dict, decoded: dict | None) -> str:
             ["threads", f"{campaign['threads']['after_warmup']} → {campaign['threads']['end']}"]]
     if decoded is not None:
         rows.append(["decoder hammer", f"{decoded['cases']} cases, exit code {decoded['exit_code']}, "
-                                       f"{decoded['seconds']} s: {decoded.get('outcomes', decoded.get('stderr'))}"])
+                                       f"{decoded['seconds']:.0f} s: {decoded.get('outcomes', decoded.get('stderr'))}"])
     return table(["fuzz", "result"], rows)
 
 
