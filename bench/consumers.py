@@ -71,12 +71,13 @@ def wait_first(camera, timeout: float = 30.0) -> None:
         time.sleep(0.005)
 
 
-def handle_cpu(config: dict, pool_size: int, repeat: int = 30, rois: int = 0) -> float:
+def handle_cpu(config: dict, pool_size: int, repeat: int = 30, rois: int = 0, messages: list | None = None) -> float:
     """CPU seconds per message of Receiver.handle into our camera (decode, Ingest.pulse, history row,
-    kept frame), in process, no socket; the minimum of `repeat` batches (the least disturbed)."""
+    kept frame), in process, no socket; the minimum of `repeat` batches (the least disturbed).
+    `messages`: from inproc_messages, else 64 made here."""
     from stream.receiver import Receiver
 
-    messages = inproc_messages(config, pool_size, 64)
+    messages = messages or inproc_messages(config, pool_size, 64)
     camera = bench_camera("tcp://127.0.0.1:1")
     receiver = Receiver(camera.address, camera._on_message)  # never started: handle() only
     if rois:

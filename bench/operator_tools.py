@@ -10,7 +10,7 @@ One command:  python bench/operator_tools.py           (20 s per soak, 100 kept 
     boxes of 64x64 px set before the first message the way PUT /api/rois sets them (parse_rois,
     RoiSet.replace). Checked: sent == received, every pulse id in the history, every ROI column
     present with a value in every row; the receiver thread's CPU. Then, in process without a
-    socket, Receiver.handle per message with 0, 1 and 8 ROIs (min of batches): the first ROI pays
+    socket, Receiver.handle per message with 0, 1 and 8 ROIs (min of batches, interleaved): the first ROI pays
     for the rows the boxes cover (of a compressed image only those rows' blocks are decoded), each
     further one mostly for its own sums.
 (b) Kept frames. A camera with --frames N (frame memory unbounded) is fed N messages (each its own
@@ -48,8 +48,15 @@ def roi_soaks(ctx, args) -> dict:
 
 
 def roi_cpu(args) -> dict:
-    """µs per message of Receiver.handle with 0, 1 and 8 ROIs, and per ROI."""
-    per_message = {n: handle_cpu(CONFIGS[args.config], 8, repeat=args.batches, rois=n) * 1e6 for n in (0, 1, 8)}
+    """µs per message of Receiver.handle with 0, 1 and 8 ROIs (interleaved, 5 rounds: the machine's
+    load drifts alike over the three), and per ROI."""
+    config = CONFIGS[args.config]
+    messages = inproc_messages(config, 8, 64)
+    per_message = {n: float("inf") for n in (0, 1, 8)}
+    for _ in range(5):
+        for n in per_message:
+            cpu = handle_cpu(config, 8, repeat=max(1, args.batches // 5), rois=n, messages=messages) * 1e6
+            per_message[n] = min(per_message[n], cpu)
     return {"handle_us": per_message, "first_roi_us": per_message[1] - per_message[0],
             "eight_rois_us": per_message[8] - per_message[0], "further_roi_us": (per_message[8] - per_message[1]) / 7}
 
