@@ -9,26 +9,24 @@ formats (JPEG) are out: the painter's colours must equal plotly.js's, level for 
 
 Frames: the built-in simulator's 480x640 camera rendered for a 640x520 graph (bin 2: 240 x 320 levels)
 and a 2048x2048 uint16 frame rendered for the same graph, each through web.render.render. Prints a
-table and writes bench/results/frame-format-<time>.json.
+table and writes bench/results/frame-format-<time>.json (with the load average).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-
+import os
 import struct
 import sys
 import time
 import zlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from bench.common import median, save, table  # noqa: E402
 from stream.simulator import BeamModel  # noqa: E402
 from web.render import View, render  # noqa: E402
 
@@ -55,7 +53,7 @@ def timed(work, runs: int) -> tuple[float, object]:
         started = time.perf_counter()
         result = work()
         times.append(time.perf_counter() - started)
-    return float(np.median(times)) * 1e3, result
+    return median(times) * 1e3, result
 
 
 def frames() -> dict[str, np.ndarray]:
@@ -68,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
+    load = os.getloadavg()
     view = View(bins_x=320, bins_y=260)
     rows = []
     for name, image in frames().items():
@@ -81,15 +80,11 @@ def main() -> None:
             ms, body = timed(encode, args.runs)
             rows.append({"frame": name, "format": label, "encode_ms": round(ms, 3), "bytes": len(body),
                          "render_ms": round(render_ms, 2), "shape": list(levels.shape)})
-    print(f"{'frame':30} {'format':20} {'encode ms':>10} {'KiB':>8} {'(render ms)':>12}")
-    for row in rows:
-        print(f"{row['frame']:30} {row['format']:20} {row['encode_ms']:10.3f} {row['bytes'] / 1024:8.1f} "
-              f"{row['render_ms']:12.2f}")
-    out = ROOT / "bench" / "results" / f"frame-format-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
-    print(f"results: {out}")
-
+    print(table(["frame", "format", "encode ms", "KiB", "(render ms)"],
+                [[r["frame"], r["format"], r["encode_ms"], r["bytes"] / 1024, r["render_ms"]] for r in rows]))
+    path = save("frame-format", {"command": "python bench/frame_format.py " + " ".join(sys.argv[1:]),
+                                 "load_average_start": load, "load_average_end": os.getloadavg(), "results": rows})
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min); results: {path}")
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ One command:  python bench/fuzz.py                      (10 000 messages into th
 2. The decoder hammer: --decode cases decoded in a child process with *every* value decompressed
    (images included), straight into the bitshuffle/lz4 C code; a segfault shows as exit code -11.
 
-Raw results: bench/results/fuzz-<time>.json.
+Prints a table; raw results (with the machine and its load average): bench/results/fuzz-<time>.json.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, save, table  # noqa: E402
 
 HAMMER = r"""
 import collections, faulthandler, json, sys, time
@@ -71,6 +72,26 @@ def hammer(cases: int, seed: int) -> dict:
     return result
 
 
+def summary(campaign: dict, decoded: dict | None) -> str:
+    a = campaign["figures"]["phase_a"]
+    status, rss = campaign["final_status"], campaign["rss_mb"]
+    counts = collections.Counter(a["app_invalid_by_reason"])
+    rows = [["messages sent into the app", f"{a['messages']} in {a['seconds']} s ({a['messages_per_s']}/s)"],
+            ["accepted / rejected on arrival", f"{a['accepted']} / {sum(a['rejected_on_arrival'].values())}"],
+            ["bad values when recorded", sum(a["bad_values_when_recorded"].values())],
+            ["bad images when rendered", f"{a['bad_images_when_rendered']} ({a['frames_requested']} frame requests)"],
+            ["app's invalid_by_reason", ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))],
+            ["lockstep lazy-path checks", campaign["figures"]["phase_b"]],
+            ["receiver state, restarts, exit code",
+             f"{status['state']}, {status['receiver_restarts']}, {campaign['app_exit_code']}"],
+            ["RSS MB (after warm-up → after fuzz → end)", f"{rss['after_warmup']} → {rss['after_fuzz']} → {rss['end']}"],
+            ["threads", f"{campaign['threads']['after_warmup']} → {campaign['threads']['end']}"]]
+    if decoded is not None:
+        rows.append(["decoder hammer", f"{decoded['cases']} cases, exit code {decoded['exit_code']}, "
+                                       f"{decoded['seconds']:.0f} s: {decoded.get('outcomes', decoded.get('stderr'))}"])
+    return table(["fuzz", "result"], rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fuzz the running app and the decoder.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -82,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.fuzz_runner import run_campaign
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    load_start = os.getloadavg()
     started = time.monotonic()
     campaign = run_campaign(args.messages, seed=args.seed, lockstep_rounds=args.rounds)
     campaign["seconds"] = round(time.monotonic() - started, 1)
@@ -90,29 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     failures = list(campaign["failures"])
     if decoded is not None and decoded["exit_code"] != 0:
         failures.append(f"decoder hammer exited with {decoded['exit_code']}")
-    out = {"stamp": stamp, "campaign": campaign, "decoder_hammer": decoded, "failures": failures}
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"fuzz-{stamp}.json").write_text(json.dumps(out, indent=2))
-
-    a = campaign["figures"]["phase_a"]
-    status = campaign["final_status"]
-    print(f"fuzz campaign: {a['messages']} messages in {a['seconds']} s ({a['messages_per_s']}/s), seed {args.seed}")
-    print(f"  accepted {a['accepted']}, rejected on arrival {sum(a['rejected_on_arrival'].values())}, "
-          f"bad values when recorded {sum(a['bad_values_when_recorded'].values())}, "
-          f"bad images when rendered {a['bad_images_when_rendered']} ({a['frames_requested']} frame requests)")
-    counts = collections.Counter(a["app_invalid_by_reason"])
-    print("  app's invalid_by_reason: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    print(f"  lockstep lazy-path checks: {campaign['figures']['phase_b']}")
-    print(f"  app: state {status['state']}, receiver restarts {status['receiver_restarts']}, exit code "
-          f"{campaign['app_exit_code']}; RSS {campaign['rss_mb']['after_warmup']} -> {campaign['rss_mb']['after_fuzz']} "
-          f"-> {campaign['rss_mb']['end']} MB; threads {campaign['threads']['after_warmup']} -> {campaign['threads']['end']}")
-    if decoded is not None:
-        print(f"decoder hammer: {decoded['cases']} cases, exit code {decoded['exit_code']}, {decoded['seconds']} s: "
-              f"{decoded.get('outcomes', decoded.get('stderr'))}")
+    load_end = os.getloadavg()
+    text = summary(campaign, decoded)
+    print(f"fuzz campaign, seed {args.seed}\n{text}")
+    print(f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at the end (1 min)")
+    path = save("fuzz", {"command": "python bench/fuzz.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                         "load_average_start": load_start, "load_average_end": load_end, "campaign": campaign,
+                         "decoder_hammer": decoded, "failures": failures, "table": text})
+    print(f"results: {path}")
     print("PASS" if not failures else "FAIL: " + "; ".join(failures[:10]))
     return 1 if failures else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

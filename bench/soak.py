@@ -16,7 +16,8 @@ What runs (all on 127.0.0.1, every process stops by itself):
 
 Pass criteria (exit code 1 otherwise): 0 HTTP errors, 0 messages lost (sent by the sender but not
 received by the app), 0 invalid messages, RSS growth over the measured window below --max-growth-mb,
-receiver thread never restarted, clean SIGTERM exit. Raw results: bench/results/soak-<time>.json.
+receiver thread never restarted, clean SIGTERM exit. Prints a table; raw results (with the machine
+and its load average): bench/results/soak-<time>.json, the app's log beside it.
 """
 
 from __future__ import annotations
@@ -24,46 +25,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 
+from bench.common import RESULTS, App, free_port, get_json, percentile, save, table  # noqa: E402
+from bench.common import wait_for as _wait_for  # noqa: E402
 from tests.dash_client import DashClient, shared_page  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
 
 WARMUP_S = 10.0
 SAMPLE_S = 5.0
 
 
 def _status(url: str) -> dict:
-    with urllib.request.urlopen(url + "/api/status", timeout=10) as response:
-        return json.loads(response.read())
+    return get_json(url + "/api/status", timeout=10)
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for(predicate, timeout: float, what: str):
+    """common.wait_for, with a refused or timed-out request counted as "not yet"."""
+    def attempt():
         try:
-            result = predicate()
+            return predicate()
         except OSError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise SystemExit(f"soak: {what} within {timeout} s")
-        time.sleep(0.1)
+            return None
+
+    return _wait_for(attempt, timeout, what)
 
 
 LOOPS = ("frame", "readings", "history", "health")
@@ -124,187 +118,183 @@ class Client(threading.Thread):
 def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
-    values = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)
-
-    return {"n": len(values), "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-            "max_ms": round(values[-1] * 1000, 2)}
+    ms = {f"p{q}_ms": round(percentile(values, q) * 1000, 2) for q in (50, 95, 99)}
+    return {"n": len(values), **ms, "max_ms": round(max(values) * 1000, 2)}
 
 
-def _rss_mb(process: psutil.Process) -> float:
-    return process.memory_info().rss / 1e6
+def start_sender(args, port: int, duration: float) -> subprocess.Popen:
+    total = int(args.rate * (WARMUP_S + duration))
+    return subprocess.Popen([sys.executable, "-m", "tests.sender", "--port", str(port), "--rate", str(args.rate),
+                             "--count", str(total), "--sndhwm", str(args.sndhwm)],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+
+
+def start_clients(url: str, args, stop: threading.Event) -> list[Client]:
+    page = shared_page(url)  # /_dash-dependencies and /_dash-layout, fetched once for every client
+    clients = [Client(url, page, stop, args.image_period, args.slow_period, i * args.image_period / args.clients)
+               for i in range(args.clients)]
+    for client in clients:
+        client.start()
+    return clients
+
+
+def sample(url: str, proc: psutil.Process, t_s: float) -> dict:
+    status = _status(url)
+    return {"t_s": round(t_s, 1), "rss_mb": round(proc.memory_info().rss / 1e6, 1), "received": status["received"],
+            "threads": proc.num_threads(), "fds": proc.num_fds(), "state": status["state"],
+            "rate_hz": status["rate_hz"], "loadavg_1min": round(os.getloadavg()[0], 2)}
+
+
+def measure(url: str, proc: psutil.Process, clients: list[Client], duration: float, verbose: bool) -> dict:
+    """Record for `duration` seconds, sampling RSS, threads, fds and the stream every few seconds."""
+    for client in clients:
+        client.recording = True
+    samples = [sample(url, proc, 0.0)]
+    started = time.monotonic()
+    cpu0, my_cpu0 = proc.cpu_times(), psutil.Process().cpu_times()
+    io0 = proc.io_counters() if hasattr(proc, "io_counters") else None
+    while (left := duration - (time.monotonic() - started)) > 0:
+        time.sleep(min(SAMPLE_S, duration / 15, left))
+        samples.append(sample(url, proc, time.monotonic() - started))
+        if verbose:
+            print(json.dumps(samples[-1]), flush=True)
+    elapsed = time.monotonic() - started
+    for client in clients:
+        client.recording = False
+    cpu1, my_cpu1 = proc.cpu_times(), psutil.Process().cpu_times()
+    io1 = proc.io_counters() if io0 is not None else None
+    cpu = lambda a, b: 100 * ((b.user + b.system) - (a.user + a.system)) / elapsed  # noqa: E731
+    return {"elapsed": elapsed, "samples": samples, "app_cpu_percent": round(cpu(cpu0, cpu1), 1),
+            "clients_cpu_percent": round(cpu(my_cpu0, my_cpu1), 1),
+            "app_write_bytes": None if io1 is None else io1.write_bytes - io0.write_bytes}
+
+
+def finish(url: str, sender: subprocess.Popen, clients: list[Client], stop: threading.Event, duration: float):
+    """Stop the clients, wait for the sender's count and for the app to have received it all."""
+    stop.set()
+    for client in clients:
+        client.join(35)
+        client.client.close()
+    out, _ = sender.communicate(timeout=max(60.0, WARMUP_S + duration))
+    done = [json.loads(line) for line in out.splitlines() if '"done"' in line][-1]
+    final = wait_for(lambda: (lambda s: s if s["received"] >= done["sent"] or s["state"] == "stalled" else None)(
+        _status(url)), 30, "app did not receive the last messages")
+    return done, final
+
+
+def rss_figures(samples: list[dict], rss_end: float) -> dict:
+    """RSS swings by ~100 MB with glibc's handling of 2.4 MB frames: growth compares the medians of
+    the first and last quarter of the window, beside a linear fit (MB per minute)."""
+    xs, ys = [s["t_s"] / 60 for s in samples], [s["rss_mb"] for s in samples]
+    slope = statistics.linear_regression(xs, ys).slope if len(samples) >= 3 else 0.0
+    quarter = max(1, len(ys) // 4)
+    growth = statistics.median(ys[-quarter:]) - statistics.median(ys[:quarter])
+    return {"start": ys[0], "end": round(rss_end, 1), "max": max(ys + [rss_end]), "growth": round(growth, 1),
+            "slope_mb_per_min": round(slope, 3)}
+
+
+def sigterm(app: App) -> dict:
+    t0 = time.monotonic()
+    app.process.send_signal(signal.SIGTERM)
+    code = app.process.wait(15)
+    return {"code": code, "seconds": round(time.monotonic() - t0, 2)}
+
+
+def failures_of(result: dict, args) -> list[str]:
+    failures = []
+    if result["http_errors"]:
+        failures.append(f"{result['http_errors']} HTTP errors")
+    if result["lost_messages"] or result["sender"]["dropped"]:
+        failures.append(f"{result['lost_messages']} lost, {result['sender']['dropped']} dropped at the sender")
+    if result["app_status"]["invalid"] or result["app_status"]["receiver_restarts"]:
+        failures.append("invalid messages or receiver restarts")
+    if result["rss_mb"]["growth"] > args.max_growth_mb:
+        failures.append(f"RSS grew {result['rss_mb']['growth']} MB")
+    if result["sigterm_exit"]["code"] != 0 or result["sigterm_exit"]["seconds"] > 2.0:
+        failures.append(f"SIGTERM exit code {result['sigterm_exit']['code']} after {result['sigterm_exit']['seconds']} s")
+    return failures
+
+
+def result_of(args, measured: dict, done: dict, final: dict, clients: list[Client], rss: dict, exit_: dict) -> dict:
+    elapsed, samples = measured["elapsed"], measured["samples"]
+    errors = [e for client in clients for e in client.errors]
+    latencies = {name: _percentiles([v for c in clients for v in c.latencies[name]]) for name in LOOPS}
+    requests = sum(v["n"] for v in latencies.values())
+    frames = [len(c.frames_seen) for c in clients]
+    loads = [x["loadavg_1min"] for x in samples[1:]]
+    return {
+        "config": {"minutes": args.minutes, "clients": args.clients, "rate_hz": args.rate, "threads": args.threads,
+                   "sender_hwm": args.sndhwm, "image_period_s": args.image_period,
+                   "slow_period_s": args.slow_period, "warmup_s": WARMUP_S},
+        "measured_s": round(elapsed, 1), "sender": done,
+        "app_status": {k: final[k] for k in ("received", "invalid", "invalid_by_reason", "missed_pulses",
+                                             "duplicated_pulses", "reverted_pulses", "receiver_restarts",
+                                             "nonfinite_values")},
+        "lost_messages": done["sent"] - final["received"], "http_requests": requests,
+        "http_requests_per_s": round(requests / elapsed, 1), "http_errors": len(errors),
+        "http_error_examples": errors[:10], "latency": latencies,
+        "distinct_frames_per_client_per_s": round(statistics.fmean(frames) / elapsed, 2) if frames else 0,
+        "response_mb": round(sum(c.bytes for c in clients) / 1e6, 1), "rss_mb": rss,
+        "threads": {"start": samples[0]["threads"], "end": samples[-1]["threads"]},
+        "fds": {"start": samples[0]["fds"], "end": samples[-1]["fds"]},
+        **{k: measured[k] for k in ("app_cpu_percent", "clients_cpu_percent", "app_write_bytes")},
+        "sigterm_exit": exit_,
+        # Other processes on the machine compete for the CPU too (a shared 2-core machine).
+        "loadavg_1min": {"min": min(loads) if loads else None, "max": max(loads) if loads else None},
+        "samples": samples,
+    }
 
 
 def run(args) -> dict:
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    stream_port, web_port = free_port(), free_port()
-    url = f"http://127.0.0.1:{web_port}"
-    duration = args.minutes * 60.0
-    app_log = open(results_dir / f"soak-{stamp}-app.log", "w")
-    app = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--stream", f"tcp://127.0.0.1:{stream_port}",
-                            "--port", str(web_port), "--threads", str(args.threads)],
-                           cwd=ROOT, stdout=app_log, stderr=subprocess.STDOUT)
-    sender = None
-    stop = threading.Event()
+    stream_port, duration = free_port(), args.minutes * 60.0
+    app = App(["--stream", f"tcp://127.0.0.1:{stream_port}", "--threads", str(args.threads)],
+              RESULTS / f"soak-{stamp}-app.log")
+    url, sender, stop = app.url, None, threading.Event()
     try:
-        _wait(lambda: _status(url), 60, "app did not answer /api/status")
-        proc = psutil.Process(app.pid)
-        total = int(args.rate * (WARMUP_S + duration))
-        sender = subprocess.Popen([sys.executable, "-m", "tests.sender", "--port", str(stream_port), "--rate",
-                                   str(args.rate), "--count", str(total), "--sndhwm", str(args.sndhwm)], cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True)
-        _wait(lambda: _status(url)["state"] == "live", 60, "stream did not go live")
-        page = shared_page(url)  # /_dash-dependencies and /_dash-layout, fetched once for every client
-        clients = [Client(url, page, stop, args.image_period, args.slow_period, i * args.image_period / args.clients)
-                   for i in range(args.clients)]
-        for client in clients:
-            client.start()
+        sender = start_sender(args, stream_port, duration)
+        wait_for(lambda: _status(url)["state"] == "live", 60, "stream did not go live")
+        clients = start_clients(url, args, stop)
         time.sleep(WARMUP_S)  # benchmark pacing, not synchronisation: the warm-up window
-        for client in clients:
-            client.recording = True
-        status0 = _status(url)
-        rss0 = _rss_mb(proc)
-        samples = [{"t_s": 0.0, "rss_mb": round(rss0, 1), "received": status0["received"],
-                    "threads": proc.num_threads(), "fds": proc.num_fds()}]
-        sample_s = min(SAMPLE_S, duration / 15)
-        started = time.monotonic()
-        io0 = proc.io_counters() if hasattr(proc, "io_counters") else None
-        cpu0 = proc.cpu_times()
-        me = psutil.Process()
-        my_cpu0 = me.cpu_times()
-        while True:
-            left = duration - (time.monotonic() - started)
-            if left <= 0:
-                break
-            time.sleep(min(sample_s, left))
-            status = _status(url)
-            samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(_rss_mb(proc), 1),
-                            "received": status["received"], "threads": proc.num_threads(), "fds": proc.num_fds(),
-                            "state": status["state"], "rate_hz": status["rate_hz"],
-                            "loadavg_1min": round(os.getloadavg()[0], 2)})
-            if args.verbose:
-                print(json.dumps(samples[-1]), flush=True)
-        elapsed = time.monotonic() - started
-        for client in clients:
-            client.recording = False
-        cpu1 = proc.cpu_times()
-        my_cpu1 = me.cpu_times()
-        io1 = proc.io_counters() if io0 is not None else None
-        stop.set()
-        for client in clients:
-            client.join(35)
-            client.client.close()
-        out, _ = sender.communicate(timeout=max(60.0, WARMUP_S + duration))
-        done = [json.loads(line) for line in out.splitlines() if '"done"' in line][-1]
-        final = _wait(lambda: (lambda s: s if s["received"] >= done["sent"] or s["state"] == "stalled" else None)(
-            _status(url)), 30, "app did not receive the last messages")
-        rss1 = _rss_mb(proc)
-        # Linear fit of RSS over the measured window (MB per minute); noise-robust growth figure.
-        xs = [s["t_s"] / 60 for s in samples]
-        ys = [s["rss_mb"] for s in samples]
-        slope = statistics.linear_regression(xs, ys).slope if len(samples) >= 3 else 0.0
-        # RSS swings by ~100 MB with glibc's handling of 2.4 MB frames; compare medians of the first
-        # and last quarter of the window rather than two single samples.
-        quarter = max(1, len(ys) // 4)
-        growth = statistics.median(ys[-quarter:]) - statistics.median(ys[:quarter])
-        t0 = time.monotonic()
-        app.send_signal(signal.SIGTERM)
-        code = app.wait(15)
-        exit_s = time.monotonic() - t0
-        errors = [e for client in clients for e in client.errors]
-        latencies = {name: _percentiles([v for c in clients for v in c.latencies[name]]) for name in LOOPS}
-        requests = sum(v["n"] for v in latencies.values())
-        frames = [len(c.frames_seen) for c in clients]
-        result = {
-            "stamp": stamp,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "config": {"minutes": args.minutes, "clients": args.clients, "rate_hz": args.rate, "threads": args.threads,
-                       "sender_hwm": args.sndhwm,
-                       "image_period_s": args.image_period, "slow_period_s": args.slow_period, "warmup_s": WARMUP_S},
-            "measured_s": round(elapsed, 1),
-            "sender": done,
-            "app_status": {k: final[k] for k in ("received", "invalid", "invalid_by_reason", "missed_pulses",
-                                                 "duplicated_pulses", "reverted_pulses", "receiver_restarts",
-                                                 "nonfinite_values")},
-            "lost_messages": done["sent"] - final["received"],
-            "http_requests": requests,
-            "http_requests_per_s": round(requests / elapsed, 1),
-            "http_errors": len(errors),
-            "http_error_examples": errors[:10],
-            "latency": latencies,
-            "distinct_frames_per_client_per_s": round(statistics.fmean(frames) / elapsed, 2) if frames else 0,
-            "response_mb": round(sum(c.bytes for c in clients) / 1e6, 1),
-            "rss_mb": {"start": round(rss0, 1), "end": round(rss1, 1), "max": max(ys + [rss1]),
-                       "growth": round(growth, 1), "slope_mb_per_min": round(slope, 3)},
-            "threads": {"start": samples[0]["threads"], "end": samples[-1]["threads"]},
-            "fds": {"start": samples[0]["fds"], "end": samples[-1]["fds"]},
-            "app_cpu_percent": round(100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / elapsed, 1),
-            "clients_cpu_percent": round(100 * ((my_cpu1.user + my_cpu1.system) - (my_cpu0.user + my_cpu0.system))
-                                         / elapsed, 1),
-            "app_write_bytes": None if io1 is None else io1.write_bytes - io0.write_bytes,
-            "sigterm_exit": {"code": code, "seconds": round(exit_s, 2)},
-            # Other processes on the machine compete for the CPU too (a shared 2-core machine).
-            "loadavg_1min": {"min": min(x["loadavg_1min"] for x in samples[1:]) if len(samples) > 1 else None,
-                             "max": max(x["loadavg_1min"] for x in samples[1:]) if len(samples) > 1 else None},
-            "samples": samples,
-        }
-        failures = []
-        if result["http_errors"]:
-            failures.append(f"{result['http_errors']} HTTP errors")
-        if result["lost_messages"] or done["dropped"]:
-            failures.append(f"{result['lost_messages']} lost, {done['dropped']} dropped at the sender")
-        if final["invalid"] or final["receiver_restarts"]:
-            failures.append("invalid messages or receiver restarts")
-        if result["rss_mb"]["growth"] > args.max_growth_mb:
-            failures.append(f"RSS grew {result['rss_mb']['growth']} MB")
-        if code != 0 or exit_s > 2.0:
-            failures.append(f"SIGTERM exit code {code} after {exit_s:.2f} s")
-        result["failures"] = failures
-        (results_dir / f"soak-{stamp}.json").write_text(json.dumps(result, indent=2))
+        measured = measure(url, app.ps, clients, duration, args.verbose)
+        done, final = finish(url, sender, clients, stop, duration)
+        rss = rss_figures(measured["samples"], app.rss_mib() * 1024 * 1024 / 1e6)
+        result = result_of(args, measured, done, final, clients, rss, sigterm(app))
+        result["failures"] = failures_of(result, args)
         return result
     finally:
         stop.set()
-        for process in (sender, app):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        app_log.close()
+        if sender is not None and sender.poll() is None:
+            sender.send_signal(signal.SIGTERM)
+            try:
+                sender.wait(10)
+            except subprocess.TimeoutExpired:
+                sender.kill()
+        app.stop()
 
 
 def report(r: dict) -> str:
-    lat = r["latency"]
-    lines = [
-        f"soak {r['measured_s']:.0f} s measured (+{r['config']['warmup_s']:.0f} s warm-up), {r['config']['clients']} clients, "
-        f"{r['config']['rate_hz']:.0f} Hz input, {r['machine']['cpus']} CPUs",
-        f"  sender: {r['sender']['sent']} sent, {r['sender']['dropped']} dropped, {r['sender']['rate_hz']} Hz",
-        f"  app: received {r['app_status']['received']}, lost {r['lost_messages']}, missed pulses "
-        f"{r['app_status']['missed_pulses']}, invalid {r['app_status']['invalid']}, "
-        f"receiver restarts {r['app_status']['receiver_restarts']}",
-        f"  http: {r['http_requests']} requests ({r['http_requests_per_s']}/s), {r['http_errors']} errors",
-    ]
-    for name, p in lat.items():
-        if p["n"]:
-            goal = "  (goal: p99 < 50 ms)" if name == "frame" else ""
-            lines.append(f"    {name:8s} n={p['n']:7d} p50 {p['p50_ms']} ms  p95 {p['p95_ms']} ms  p99 {p['p99_ms']} ms"
-                         f"  max {p['max_ms']} ms{goal}")
-    lines += [
-        f"  frames shown per client: {r['distinct_frames_per_client_per_s']} /s",
-        f"  RSS {r['rss_mb']['start']} -> {r['rss_mb']['end']} MB (max {r['rss_mb']['max']}, "
-        f"growth {r['rss_mb']['growth']} MB first->last quarter median, slope {r['rss_mb']['slope_mb_per_min']} MB/min); threads {r['threads']['start']} -> {r['threads']['end']}; "
-        f"fds {r['fds']['start']} -> {r['fds']['end']}",
-        f"  machine load average (1 min) {r['loadavg_1min']['min']}-{r['loadavg_1min']['max']}",
-        f"  app CPU {r['app_cpu_percent']} % (client threads {r['clients_cpu_percent']} %), disk writes {r['app_write_bytes']} B, "
-        f"SIGTERM exit {r['sigterm_exit']['code']} in {r['sigterm_exit']['seconds']} s",
-        "  PASS" if not r["failures"] else "  FAIL: " + "; ".join(r["failures"]),
-    ]
-    return "\n".join(lines)
+    lat, st = r["latency"], r["app_status"]
+    rows = [["measured", f"{r['measured_s']:.0f} s (+{r['config']['warmup_s']:.0f} s warm-up), "
+                         f"{r['config']['clients']} clients, {r['config']['rate_hz']:.0f} Hz input"],
+            ["sender", f"{r['sender']['sent']} sent, {r['sender']['dropped']} dropped, {r['sender']['rate_hz']} Hz"],
+            ["app", f"received {st['received']}, lost {r['lost_messages']}, missed pulses {st['missed_pulses']}, "
+                    f"invalid {st['invalid']}, receiver restarts {st['receiver_restarts']}"],
+            ["http", f"{r['http_requests']} requests ({r['http_requests_per_s']}/s), {r['http_errors']} errors"]]
+    rows += [[f"{name} latency", f"n={p['n']} p50 {p['p50_ms']} / p95 {p['p95_ms']} / p99 {p['p99_ms']} / "
+                                 f"max {p['max_ms']} ms" + (" (goal: p99 < 50 ms)" if name == "frame" else "")]
+             for name, p in lat.items() if p["n"]]
+    rss = r["rss_mb"]
+    rows += [["frames shown per client", f"{r['distinct_frames_per_client_per_s']} /s"],
+             ["RSS MB", f"{rss['start']} → {rss['end']} (max {rss['max']}, growth {rss['growth']} first→last "
+                        f"quarter median, slope {rss['slope_mb_per_min']} MB/min)"],
+             ["threads, fds", f"{r['threads']['start']} → {r['threads']['end']}, {r['fds']['start']} → {r['fds']['end']}"],
+             ["app CPU (client threads)", f"{r['app_cpu_percent']} % ({r['clients_cpu_percent']} %)"],
+             ["disk writes, SIGTERM exit", f"{r['app_write_bytes']} B, code {r['sigterm_exit']['code']} in "
+                                           f"{r['sigterm_exit']['seconds']} s"],
+             ["load average (1 min)", f"{r['loadavg_1min']['min']}–{r['loadavg_1min']['max']}"],
+             ["result", "PASS" if not r["failures"] else "FAIL: " + "; ".join(r["failures"])]]
+    return table(["soak", "value"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.minutes = 0.5
     result = run(args)
-    print(report(result))
+    text = report(result)
+    print(text)
+    print(f"results: {save('soak', {**result, 'command': 'python bench/soak.py ' + ' '.join(sys.argv[1:]), 'table': text})}")
     return 1 if result["failures"] else 0
 
 

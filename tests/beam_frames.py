@@ -1,6 +1,6 @@
 """Synthetic camera frames with one Gaussian beam spot whose true statistics are known.
 
-Used by tests/test_statistics.py (accuracy against the truth) and bench/statistics.py. Positions are
+Used by tests/test_statistics.py (accuracy against the truth) and bench/beam_statistics.py. Positions are
 pixel indices (column for x, row for y); the spot is sampled at pixel centres, as stream/simulator.py
 draws it, so its true rms size is exactly `sigma_x` / `sigma_y`.
 

@@ -41,6 +41,7 @@ class HttpTransport:
 
     def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]
                 ) -> tuple[int, dict[str, str], bytes]:
+        reused = self._connection is not None
         if self._connection is None:
             self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
@@ -49,6 +50,13 @@ class HttpTransport:
             raw = response.read()
             if response.will_close:
                 self.close()
+        except http.client.RemoteDisconnected:
+            self.close()
+            if not reused:
+                raise
+            # The server closed the kept-alive connection while it was idle (waitress's channel
+            # timeout, 30 s) and answered nothing: once more on a new connection, as browsers do.
+            return self.request(method, path, body, headers)
         except Exception:
             self.close()
             raise

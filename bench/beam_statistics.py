@@ -1,31 +1,33 @@
 #!/usr/bin/env python
 """CPU time per message of the beam statistics (stream/statistics.py), the cases the receiver meets.
 
-One command:  OMP_NUM_THREADS=1 python bench/statistics.py            (--runs 400 --frames 16)
+One command:  OMP_NUM_THREADS=1 python bench/beam_statistics.py    (--runs 400 --frames 16; --quick)
 
-Each case cycles through --frames distinct synthetic frames (tests/beam_frames.py: known Gaussian
-spots, sigma 1.5-40 px, hot pixels) and times --runs calls with the thread's CPU clock
-(time.thread_time: other processes' load shows less than in wall time, but still shows through
-shared caches and cores). The 2048x2048 case starts from a bitshuffle_lz4 message made by
-stream/encoder.py and decoded by stream/protocol.py, with a fresh ChannelValue per call (nothing
-decoded yet), as the receiver gets it; the reference rows time the full decode and full-frame sums
-that from_rows avoids. Prints a table of medians and writes bench/results/statistics-<time>.json.
+Part 1, the statistics functions: each case cycles through --frames distinct synthetic frames
+(tests/beam_frames.py: known Gaussian spots, sigma 1.5-40 px, hot pixels) and times --runs calls with
+the thread's CPU clock (time.thread_time: other processes' load shows less than in wall time, but
+still shows through shared caches and cores). The 2048x2048 case starts from a bitshuffle_lz4
+message made by stream/encoder.py and decoded by stream/protocol.py, with a fresh ChannelValue per
+call (nothing decoded yet), as the receiver gets it; the reference rows time the full decode and
+full-frame sums that from_rows avoids.
+
+Part 2, the receiver's whole work per message with the beam statistics: Receiver.handle into a
+stream.camera.Camera (decode, Ingest.pulse, history row, kept frame), in process without a socket,
+for the three streams of bench/ingest.py; the minimum of --batches batches.
+
+Prints tables, writes bench/results/beam-statistics-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stream.compression import limit_openmp_threads  # noqa: E402
 
@@ -33,6 +35,9 @@ limit_openmp_threads()  # before bitshuffle loads, as app.py does
 
 import numpy as np  # noqa: E402
 
+from bench.common import median, percentile, save, table  # noqa: E402
+from bench.consumers import handle_cpu  # noqa: E402
+from bench.streams import CONFIGS  # noqa: E402
 from stream import statistics  # noqa: E402
 from stream.encoder import Encoder  # noqa: E402
 from stream.protocol import decode  # noqa: E402
@@ -42,7 +47,7 @@ GOALS_MS = {"profiles": 0.5, "image-480x640": 2.0, "rows-2048": 4.0}
 
 
 def _time(calls: list[Callable[[], object]], runs: int) -> dict[str, float]:
-    """Median and p90 CPU and wall milliseconds of `runs` calls, cycling through `calls`."""
+    """Median and p90 CPU and median wall milliseconds of `runs` calls, cycling through `calls`."""
     cpu, wall = [], []
     for i in range(runs):
         call = calls[i % len(calls)]
@@ -50,8 +55,8 @@ def _time(calls: list[Callable[[], object]], runs: int) -> dict[str, float]:
         call()
         cpu.append(time.thread_time() - c0)
         wall.append(time.perf_counter() - w0)
-    ms = lambda values, q: round(float(np.percentile(values, q)) * 1e3, 3)  # noqa: E731
-    return {"cpu_median_ms": ms(cpu, 50), "cpu_p90_ms": ms(cpu, 90), "wall_median_ms": ms(wall, 50)}
+    return {"cpu_median_ms": median(cpu) * 1e3, "cpu_p90_ms": percentile(cpu, 90) * 1e3,
+            "wall_median_ms": median(wall) * 1e3}
 
 
 def _fresh_channel(parts: list) -> Callable[[], object]:
@@ -97,35 +102,48 @@ def cases(frames: int, seed: int) -> dict[str, tuple[str, list[Callable[[], obje
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--runs", type=int, default=400, help="timed calls per case")
-    parser.add_argument("--frames", type=int, default=16, help="distinct frames per case")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    load_before = os.getloadavg()
+def functions(args) -> dict[str, dict]:
     results = {}
-    print(f"{'case':<50} {'cpu median':>11} {'cpu p90':>8} {'wall med':>9} {'goal':>6}  (ms per message)")
     for name, (goal, calls) in cases(args.frames, args.seed).items():
         for call in calls[:3]:
             call()  # warm-up: first-call costs (imports, caches) are not per message
-        timing = _time(calls, args.runs)
-        limit = GOALS_MS.get(goal)
-        results[name] = {**timing, "goal_ms": limit}
-        print(f"{name:<50} {timing['cpu_median_ms']:>11.3f} {timing['cpu_p90_ms']:>8.3f} "
-              f"{timing['wall_median_ms']:>9.3f} {'' if limit is None else f'{limit:>6.1f}'}")
-    document = {
-        "command": "OMP_NUM_THREADS=1 python bench/statistics.py " + " ".join(argv or sys.argv[1:]),
-        "runs": args.runs, "frames": args.frames, "seed": args.seed,
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "python": platform.python_version(), "numpy": np.__version__, "results": results,
-    }
-    out = ROOT / "bench" / "results" / f"statistics-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f} (2 cores shared: figures are noisy); {out}")
+        results[name] = {**_time(calls, args.runs), "goal_ms": GOALS_MS.get(goal)}
+    return results
+
+
+def receiver(args) -> dict[str, dict]:
+    return {CONFIGS[name]["label"]: {"handle_us": handle_cpu(CONFIGS[name], 8, repeat=args.batches) * 1e6}
+            for name in CONFIGS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--runs", type=int, default=400, help="timed calls per case")
+    parser.add_argument("--frames", type=int, default=16, help="distinct frames per case")
+    parser.add_argument("--batches", type=int, default=30, help="batches of Receiver.handle per stream")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="--runs 60 --frames 4 --batches 8")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.frames, args.batches = 60, 4, 8
+    load_before = os.getloadavg()
+    results = functions(args)
+    handled = receiver(args)
+    load_after = os.getloadavg()
+    texts = [table(["case", "CPU median ms", "CPU p90 ms", "wall median ms", "goal ms"],
+                   [[name, r["cpu_median_ms"], r["cpu_p90_ms"], r["wall_median_ms"], r["goal_ms"]]
+                    for name, r in results.items()]),
+             table(["stream", "receiver CPU per message, in process (µs, min of batches)"],
+                   [[name, r["handle_us"]] for name, r in handled.items()])]
+    print("\n\n".join(texts))
+    load = f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} ({os.cpu_count()} cores shared: figures are noisy)"
+    command = "OMP_NUM_THREADS=1 python bench/beam_statistics.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    path = save("beam-statistics", {
+        "command": command, "args": vars(args), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average_before": load_before, "load_average_after": load_after,
+        "functions": results, "receiver": handled, "tables": texts})
+    print(f"{load}; {path}")
     return 0
 
 
