@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 import psutil
 
-from bench.common import ROOT, App, cpu_seconds, machine_busy_seconds, median, percentile, running_app, wait_for, \
-    with_children
+from bench.common import ROOT, App, cpu_seconds, machine_busy_seconds, median, percentile, renders_between, \
+    running_app, wait_for, with_children
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -93,6 +93,7 @@ def measure(app: App, drivers: list[Any], window_s: float) -> dict[str, Any]:
     for driver in drivers:
         take(driver)
     before = [metrics(d) for d in drivers]
+    d0 = app.diagnostics()
     cpu0 = (cpu_seconds(browsers), cpu_seconds(server), cpu_seconds([me]), machine_busy_seconds())
     t0 = time.monotonic()
     time.sleep(window_s)
@@ -100,11 +101,13 @@ def measure(app: App, drivers: list[Any], window_s: float) -> dict[str, Any]:
     elapsed = time.monotonic() - t0
     cpu1 = (cpu_seconds(browsers), cpu_seconds(server), cpu_seconds([me]), machine_busy_seconds())
     after = [metrics(d) for d in drivers]
+    d1 = app.diagnostics()
     browser, server_s, bench, busy = (b - a for a, b in zip(cpu0, cpu1))
     return {"pages": [per_page(p, b, a) for p, b, a in zip(probes, before, after)],
             "browser_cpu_pct": 100 * browser / elapsed, "server_cpu_pct": 100 * server_s / elapsed,
             "background_cpu_pct": 100 * max(0.0, busy - browser - server_s - bench) / elapsed,
-            "window_s": elapsed, "load_average": [round(v, 2) for v in os.getloadavg()]}
+            "window_s": elapsed, "load_average": [round(v, 2) for v in os.getloadavg()],
+            **renders_between(d0, d1, elapsed)}
 
 
 def first_frame(driver: Any, timeout_s: float = 40.0) -> float | None:
@@ -121,7 +124,8 @@ def first_frame(driver: Any, timeout_s: float = 40.0) -> float | None:
 
 def run(mode: str, n_pages: int, period_s: float, warm_s: float, window_s: float, log_dir: Path) -> dict[str, Any]:
     script, path = MODES[mode]
-    with running_app(["-d", str(period_s)], log_dir / f"pages-{mode}-{n_pages}.log", script) as app, \
+    args = ["-d", str(period_s)] + ([] if script else ["--diagnostics"])
+    with running_app(args, log_dir / f"pages-{mode}-{n_pages}.log", script) as app, \
             contextlib.ExitStack() as stack:
         drivers = [stack.enter_context(page(app.url + path)) for _ in range(n_pages)]
         first = [first_frame(driver) for driver in drivers]
