@@ -32,7 +32,7 @@ MODES = {  # mode -> (script, path of the page)
 
 
 @contextlib.contextmanager
-def page(url: str) -> Iterator[Any]:
+def page(url: str, probe: bool = True) -> Iterator[Any]:
     """One Chromium window (its own driver session) showing `url`, the probe injected first."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -46,7 +46,8 @@ def page(url: str) -> Iterator[Any]:
     try:
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 1, "mobile": False})
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PROBE})
+        if probe:
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PROBE})
         driver.execute_cdp_cmd("Performance.enable", {"timeDomain": "threadTicks"})
         driver.get(url)
         yield driver
@@ -79,7 +80,9 @@ def per_page(probe: dict[str, Any], before: dict[str, float], after: dict[str, f
         return (after.get(name, 0) - before.get(name, 0)) * 1000 / drawn if drawn else None
 
     return {"drawn_fps": drawn / seconds if seconds else 0.0, "answers_per_s": probe["answers"] / seconds,
+            "requests_per_s": len(probe.get("rtt_ms", [])) / seconds,
             "latency_p50_ms": median(lat), "latency_p99_ms": percentile(lat, 99), "latency_n": len(lat),
+            "request_p50_ms": median(probe.get("rtt_ms", [])), "request_server_p50_ms": median(probe.get("server_ms", [])),
             "task_ms_per_frame": per_frame("TaskDuration"), "script_ms_per_frame": per_frame("ScriptDuration"),
             "layout_ms_per_frame": per_frame("LayoutDuration"),
             "recalc_style_ms_per_frame": per_frame("RecalcStyleDuration")}
@@ -135,4 +138,7 @@ def run(mode: str, n_pages: int, period_s: float, warm_s: float, window_s: float
     fps = [p["drawn_fps"] for p in result["pages"]]
     result["min_drawn_fps"] = min(fps)
     result["mean_drawn_fps"] = sum(fps) / len(fps)
+    total = sum(fps)  # CPU per drawn frame, all pages together (server: with the camera's own ingest)
+    result["browser_cpu_ms_per_frame"] = 10 * result["browser_cpu_pct"] / total if total else None
+    result["server_cpu_ms_per_frame"] = 10 * result["server_cpu_pct"] / total if total else None
     return result

@@ -13,13 +13,27 @@
  * answer (window.fetch wrapped; the page asks one frame at a time and draws it on arrival); for the
  * naive baseline, `bench_timestamp` in the figure's layout.meta (set by bench/naive_app.py).
  *
- * window.__probe.take() returns {drawn, ms, latencies_ms, answers} since the previous take().
+ * Resource Timing of the frame requests (/api/frame, or the naive baseline's Dash callback):
+ * round trip (`duration`) and server time (requestStart -> responseStart), to see where a frame's time goes.
+ *
+ * window.__probe.take() returns {drawn, ms, latencies_ms, answers, rtt_ms, server_ms} since the previous take().
  */
 (function () {
     "use strict";
     var SAMPLE = 32;
     var state = {drawn: 0, latencies: [], answers: 0, since: Date.now(), pulse: null, sample: null, href: null,
-                 small: null};
+                 small: null, rtt: [], server: []};
+
+    if (window.PerformanceObserver) {
+        new window.PerformanceObserver(function (list) {
+            list.getEntries().forEach(function (e) {
+                if (e.name.indexOf("api/frame?") >= 0 || e.name.indexOf("_dash-update-component") >= 0) {
+                    state.rtt.push(e.duration);
+                    state.server.push(e.responseStart - e.requestStart);
+                }
+            });
+        }).observe({type: "resource"});
+    }
 
     var fetch0 = window.fetch;
     window.fetch = function (input) {
@@ -94,7 +108,10 @@
         take: function () {
             var now = Date.now();
             var out = {drawn: state.drawn, ms: now - state.since, latencies_ms: state.latencies,
-                       answers: state.answers};
+                       answers: state.answers, rtt_ms: state.rtt, server_ms: state.server};
+            state.rtt = [];
+            state.server = [];
+            performance.clearResourceTimings();
             state.drawn = 0;
             state.latencies = [];
             state.answers = 0;
