@@ -40,10 +40,10 @@ MODES = ("fast", "plotly", "naive")
 def run_pages(args: argparse.Namespace, log_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for n in args.pages:
-        for mode in MODES:
+        for mode in args.modes:
             print(f"pages: {mode}, {n} page(s) ...", flush=True)
             runs.append(display_pages.run(mode, n, args.period, args.warm, args.window, log_dir))
-        if args.naive_period and not runs[-1]["mean_drawn_fps"]:
+        if "naive" in args.modes and args.naive_period and not runs[-1]["mean_drawn_fps"]:
             print(f"pages: naive drew nothing at -d {args.period}; naive at -d {args.naive_period} ...", flush=True)
             runs.append(display_pages.run("naive", n, args.naive_period, args.warm, args.window, log_dir))
     return runs
@@ -122,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows (a proof it works, not figures)")
     parser.add_argument("--parts", default="pages,http", help="comma-separated: pages, http, big")
     parser.add_argument("--pages", default="1,3", help="numbers of pages, comma-separated")
+    parser.add_argument("--modes", default=",".join(MODES), help="pages modes, comma-separated: " + ", ".join(MODES))
     parser.add_argument("--period", type=float, default=0.02, help="the app's -d for the pages part")
     parser.add_argument("--naive-period", type=float, default=0.1,
                         help="-d of a second naive run if it draws nothing at --period (0: none)")
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args(argv)
     args.pages = [int(n) for n in args.pages.split(",")]
+    args.modes = [m for m in MODES if m in args.modes.split(",")]
     args.warm, args.window = (3.0, 6.0) if args.quick else (8.0, 20.0)
     parts = set(args.parts.split(","))
     log_dir = RESULTS / "logs"

@@ -63,6 +63,23 @@ def browser_processes(drivers: list[Any]) -> list[psutil.Process]:
     return processes
 
 
+def process_type(process: psutil.Process) -> str:
+    """Chromium's role of a process (--type=renderer, gpu-process, utility; none: the browser)."""
+    try:
+        flags = [a for a in process.cmdline() if a.startswith("--type=")]
+    except psutil.Error:
+        return "gone"
+    return flags[0][7:] if flags else "browser"
+
+
+def cpu_by_type(processes: list[psutil.Process]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for process in processes:
+        kind = process_type(process)
+        out[kind] = out.get(kind, 0.0) + cpu_seconds([process])
+    return out
+
+
 def metrics(driver: Any) -> dict[str, float]:
     return {m["name"]: m["value"] for m in driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]}
 
@@ -96,7 +113,7 @@ def measure(app: App, drivers: list[Any], window_s: float) -> dict[str, Any]:
     for driver in drivers:
         take(driver)
     before = [metrics(d) for d in drivers]
-    d0 = app.diagnostics()
+    d0, types0 = app.diagnostics(), cpu_by_type(browsers)
     cpu0 = (cpu_seconds(browsers), cpu_seconds(server), cpu_seconds([me]), machine_busy_seconds())
     t0 = time.monotonic()
     time.sleep(window_s)
@@ -104,12 +121,13 @@ def measure(app: App, drivers: list[Any], window_s: float) -> dict[str, Any]:
     elapsed = time.monotonic() - t0
     cpu1 = (cpu_seconds(browsers), cpu_seconds(server), cpu_seconds([me]), machine_busy_seconds())
     after = [metrics(d) for d in drivers]
-    d1 = app.diagnostics()
+    d1, types1 = app.diagnostics(), cpu_by_type(browsers)
     browser, server_s, bench, busy = (b - a for a, b in zip(cpu0, cpu1))
     return {"pages": [per_page(p, b, a) for p, b, a in zip(probes, before, after)],
             "browser_cpu_pct": 100 * browser / elapsed, "server_cpu_pct": 100 * server_s / elapsed,
             "background_cpu_pct": 100 * max(0.0, busy - browser - server_s - bench) / elapsed,
             "window_s": elapsed, "load_average": [round(v, 2) for v in os.getloadavg()],
+            "browser_cpu_pct_by_process": {k: 100 * (v - types0.get(k, 0.0)) / elapsed for k, v in types1.items()},
             **renders_between(d0, d1, elapsed)}
 
 
