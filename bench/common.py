@@ -96,6 +96,16 @@ def wait_for(predicate: Callable[[], T], timeout: float, message: str, interval:
         time.sleep(interval)
 
 
+def renders_between(before: dict | None, after: dict | None, seconds: float) -> dict[str, float | None]:
+    """Renders per second and ms per render between two /api/diagnostics answers (None: not served)."""
+    if not before or not after:
+        return {"renders_per_s": None, "render_ms": None, "render_cpu_pct": None}
+    renders = after["renders"] - before["renders"]
+    busy = after["render_seconds"] - before["render_seconds"]
+    return {"renders_per_s": renders / seconds, "render_ms": 1000 * busy / renders if renders else None,
+            "render_cpu_pct": 100 * busy / seconds}
+
+
 class App:
     """`python app.py ARGS --port <free>` in a subprocess, output to a log file, stopped by SIGTERM."""
 
@@ -121,6 +131,13 @@ class App:
 
     def status(self) -> dict:
         return get_json(self.url + "/api/status")
+
+    def diagnostics(self) -> dict | None:
+        """/api/diagnostics (the app with --diagnostics), or None."""
+        try:
+            return get_json(self.url + "/api/diagnostics")
+        except (OSError, ValueError):
+            return None
 
     def rss_mib(self) -> float:
         return self.ps.memory_info().rss / MIB
