@@ -104,7 +104,14 @@ def test_everything_on_one_screen_and_the_picture_gets_the_largest_share(url: st
     assert share >= 0.20, f"picture {share:.1%} of the screen"
     others = [(b[2] - b[0]) * (b[3] - b[1]) for n, b in found["boxes"].items() if b and n != "#image-graph"]
     assert area > max(others)
+    # Every reading shown whole (none cut with an ellipsis), once the readings carry values.
+    wait_until(lambda: driver.execute_script(CUT_READINGS_JS) == [], timeout=UPDATE_TIMEOUT_S,
+               message=lambda: f"readings cut at {size}: {driver.execute_script(CUT_READINGS_JS)}")
     set_viewport(driver, (1920, 1080))
+
+
+CUT_READINGS_JS = """return Array.from(document.querySelectorAll('.reading-value'))
+    .filter(e => e.textContent.length > 1 && e.scrollWidth > e.clientWidth + 1).map(e => e.id + ': ' + e.textContent);"""
 
 
 def test_full_screen_by_button_and_f(url: str, driver: Any) -> None:
