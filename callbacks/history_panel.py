@@ -55,10 +55,10 @@ def history_update(camera: StreamSource, window: str, x_mode: str, channel: str 
     channel = channel if channel in buffer.channels or channel in buffer.computed else None
     charts = charts_for(camera.layout, camera.axes, channel)
     columns = tuple(dict.fromkeys(c for chart in charts for c in chart.columns))
-    # id(buffer): a camera reconnected has a new, empty history; the browser's cursor is void then.
+    # buffer.serial: a camera reconnected has a new, empty history; the browser's cursor is void then.
     # The charts' columns and units in the key too: a calibration that arrives switches px to µm columns.
     spec = repr([(chart.title, chart.unit, chart.unit2, chart.columns) for chart in charts]).encode()
-    key = {"camera": camera.name, "history": id(buffer), "window": window, "x": x_mode, "channel": channel,
+    key = {"camera": camera.name, "history": buffer.serial, "window": window, "x": x_mode, "channel": channel,
            "charts": hashlib.blake2s(spec, digest_size=6).hexdigest()}
     newest = buffer.newest_time()
     none = [no_update] * len(GRAPHS)
@@ -115,7 +115,7 @@ class StatsCache:
         self._entries: dict[tuple, tuple[float, Any]] = {}
 
     def table(self, camera: StreamSource, window: str, columns: tuple[str, ...]) -> Any:
-        key = (camera.name, id(camera.buffer), window, columns)
+        key = (camera.name, camera.buffer.serial, window, columns)
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get(key)

@@ -8,12 +8,13 @@ is written per message: only when a grab completes or the background is cleared.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,16 @@ MAX_GRAB_FRAMES = 1000
 DEFAULT_GRAB_FRAMES = 10
 
 
+_SERIALS = itertools.count()
+
+
 @dataclass(frozen=True)
 class BackgroundImage:
     image: np.ndarray  # float32 (H, W), read-only
     frames: int
     taken_at: float  # epoch seconds, when the grab completed
     camera: str
+    serial: int = field(default_factory=lambda: next(_SERIALS), repr=False, compare=False)  # never reused
 
     def describe(self) -> dict[str, Any]:
         height, width = self.image.shape

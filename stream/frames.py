@@ -11,6 +11,7 @@ budget of their own, after newer frames have pushed them out of the live list.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ MAX_PINS = 16  # paused browsers per camera; the least recently used pin goes fi
 PIN_TTL_S = 600.0  # a pin nobody used for this long is dropped
 
 
+_SERIALS = itertools.count()
+
+
 @dataclass(frozen=True)
 class Frame:
     """One pulse with an image, and what was computed from it when it arrived."""
@@ -39,6 +43,8 @@ class Frame:
     computed: Mapping[str, float] = field(default_factory=dict, repr=False)  # beam_*, roi_* of this pulse
     channels: Mapping[str, float] = field(default_factory=dict, repr=False)  # scalar channels of this pulse
     processing_error: str = ""  # cam_server's processing_error: the image is zeroed, no beam
+    # Never reused in this process (an id() is, once its object is gone): what caches key a frame by.
+    serial: int = field(default_factory=lambda: next(_SERIALS), repr=False, compare=False)
 
     @property
     def channel(self) -> ChannelValue:

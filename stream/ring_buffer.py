@@ -9,6 +9,7 @@ N", so each browser is sent only what it has not seen yet. Images are not kept h
 from __future__ import annotations
 
 import logging
+import itertools
 import math
 import threading
 from dataclasses import dataclass
@@ -46,10 +47,14 @@ class History:
         return self.channels + self.computed
 
 
+_SERIALS = itertools.count()
+
+
 class RingBuffer:
     """Columnar history of the newest `capacity` pulses. Appends are O(columns)."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, computed: Iterable[str] = ()) -> None:
+        self.serial = next(_SERIALS)  # never reused in this process, unlike id(): browsers' cursors name it
         if capacity < 2:
             raise ValueError("capacity must be at least 2")
         self.capacity = int(capacity)

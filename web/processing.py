@@ -56,7 +56,9 @@ class Processor:
         earlier = [f for f in available if f.seq < frame.seq and f.shape == frame.shape][-(average - 1):] \
             if average > 1 else []
         frames = [*earlier, frame]
-        key = (tuple(id(f.message) for f in frames), id(background) if background is not None else None)
+        # Serials, not id(): an id is reused once its frame is gone, and the cache would answer a new window
+        # with an old mean (seen once as a wrong average in a long test stream).
+        key = (tuple(f.serial for f in frames), background.serial if background is not None else None)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -111,9 +113,9 @@ class Processor:
         """Move the window (True), or False when summing again is cheaper or due."""
         if running.total.shape != frames[-1].shape or (running.finite is None) != (frames[-1].dtype.kind in "uib"):
             return False
-        before, now = {id(f) for f in running.frames}, {id(f) for f in frames}
-        added = [f for f in frames if id(f) not in before]
-        removed = [f for f in running.frames if id(f) not in now]
+        before, now = {f.serial for f in running.frames}, {f.serial for f in frames}
+        added = [f for f in frames if f.serial not in before]
+        removed = [f for f in running.frames if f.serial not in now]
         if len(added) + len(removed) >= len(frames) or running.updates >= len(frames):
             return False
         if running.finite is not None and any(_large(f.image()) for f in added + removed):
