@@ -16,12 +16,8 @@ import psutil
 
 from bench.common import ROOT, App, cpu_seconds, machine_busy_seconds, median, percentile, renders_between, \
     running_app, wait_for, with_children
+from tests.browser import CHROMEDRIVER, CHROMIUM, FLAGS  # the browser tests' Chromium, flags and all
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-background-timer-throttling",
-         "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows")
 VIEWPORT = (1920, 1080)
 PROBE = (ROOT / "bench" / "probe.js").read_text()
 MODES = {  # mode -> (script, path of the page)

@@ -34,7 +34,7 @@ class SaturationCounts:
         self._size = size
 
     def count(self, camera: StreamSource, frame: Frame, level: float) -> int | None:
-        key = (camera.name, frame.seq, frame.serial, level)
+        key = (frame.serial, level)
         with self._lock:
             if key in self._counts:
                 return self._counts[key]

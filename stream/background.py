@@ -8,7 +8,6 @@ is written per message: only when a grab completes or the background is cleared.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
@@ -20,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from .serial import next_serial
+
 log = logging.getLogger(__name__)
 
 MAX_GRAB_FRAMES = 1000
 DEFAULT_GRAB_FRAMES = 10
 
-
-_SERIALS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class BackgroundImage:
     frames: int
     taken_at: float  # epoch seconds, when the grab completed
     camera: str
-    serial: int = field(default_factory=lambda: next(_SERIALS), repr=False, compare=False)  # never reused
+    serial: int = field(default_factory=next_serial, repr=False, compare=False)  # what caches key it by
 
     def describe(self) -> dict[str, Any]:
         height, width = self.image.shape

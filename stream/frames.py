@@ -11,7 +11,6 @@ budget of their own, after newer frames have pushed them out of the live list.
 from __future__ import annotations
 
 import collections
-import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,14 +19,13 @@ from typing import Mapping
 import numpy as np
 
 from .protocol import BsreadError, ChannelValue, Message
+from .serial import next_serial
 
 DEFAULT_FRAMES = 100
 DEFAULT_FRAME_MEMORY = 512 * 1024 * 1024  # bytes, for the live frames; pins get as much again at most
 MAX_PINS = 16  # paused browsers per camera; the least recently used pin goes first
 PIN_TTL_S = 600.0  # a pin nobody used for this long is dropped
 
-
-_SERIALS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,7 @@ class Frame:
     computed: Mapping[str, float] = field(default_factory=dict, repr=False)  # beam_*, roi_* of this pulse
     channels: Mapping[str, float] = field(default_factory=dict, repr=False)  # scalar channels of this pulse
     processing_error: str = ""  # cam_server's processing_error: the image is zeroed, no beam
-    # Never reused in this process (an id() is, once its object is gone): what caches key a frame by.
-    serial: int = field(default_factory=lambda: next(_SERIALS), repr=False, compare=False)
+    serial: int = field(default_factory=next_serial, repr=False, compare=False)  # what caches key it by
 
     @property
     def channel(self) -> ChannelValue:

@@ -9,13 +9,14 @@ N", so each browser is sent only what it has not seen yet. Images are not kept h
 from __future__ import annotations
 
 import logging
-import itertools
 import math
 import threading
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
+
+from .serial import next_serial
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,12 @@ class History:
         return self.channels + self.computed
 
 
-_SERIALS = itertools.count()
-
 
 class RingBuffer:
     """Columnar history of the newest `capacity` pulses. Appends are O(columns)."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, computed: Iterable[str] = ()) -> None:
-        self.serial = next(_SERIALS)  # never reused in this process, unlike id(): browsers' cursors name it
+        self.serial = next_serial()  # browsers' history cursors name it
         if capacity < 2:
             raise ValueError("capacity must be at least 2")
         self.capacity = int(capacity)

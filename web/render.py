@@ -105,14 +105,13 @@ def block_mean(image: np.ndarray, f: int) -> np.ndarray:
     floats = image.dtype.kind in "fc"
     if f <= 16:  # f² strided adds beat numpy's mean over two strided axes by 3-5x
         total = np.zeros((hb, wb), dtype=np.float64)
-        count = np.zeros((hb, wb), dtype=np.float64) if h % f or w % f else None
         for i in range(f):
             for j in range(f):
                 part = image[i::f, j::f]
                 total[:part.shape[0], :part.shape[1]] += part
-                if count is not None:
-                    count[:part.shape[0], :part.shape[1]] += 1.0
-        mean = (total / (count if count is not None else f * f)).astype(np.float32)
+        rows, cols = np.full(hb, f), np.full(wb, f)  # pixels per block: the last ones of a ragged edge fewer
+        rows[-1], cols[-1] = h - (hb - 1) * f, w - (wb - 1) * f
+        mean = (total / np.outer(rows, cols)).astype(np.float32)
         if not floats or not np.isnan(mean).any():
             return mean
     elif not (h % f or w % f) and (not floats or not np.isnan(image).any()):
