@@ -193,16 +193,16 @@ class RingBuffer:
         return self.read(since=self._count - 1)
 
     def read(self, since: int = 0, max_rows: int | None = None, newer_than: float | None = None,
-             only: Iterable[str] | None = None) -> History:
-        """Rows with sequence number >= `since` still in the buffer (oldest first).
+             only: Iterable[str] | None = None, until: int | None = None) -> History:
+        """Rows with sequence number >= `since` (and < `until`) still in the buffer (oldest first).
 
         `max_rows` keeps only the newest rows; `newer_than` (epoch seconds) keeps the pulses whose
         time is at or after it; `only` copies just these value columns (an hour of every column is
         hundreds of MB; a chart needs two).
         """
         with self._lock:
-            end = self._count
-            start = max(int(since), end - self.capacity, 0)
+            end = self._count if until is None else max(0, min(self._count, int(until)))
+            start = max(int(since), self._count - self.capacity, 0)
             if max_rows is not None:
                 start = max(start, end - int(max_rows))
             start = min(start, end)  # `since` from the future (e.g. kept across a server restart): no rows

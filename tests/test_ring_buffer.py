@@ -196,6 +196,15 @@ def test_read_since_older_than_the_buffer_returns_what_is_left() -> None:
     assert seqs(buffer.read(since=-5)) == [6, 7, 8, 9]
 
 
+def test_read_until_stops_before_that_row_across_the_wrap() -> None:
+    buffer = RingBuffer(capacity=4)
+    fill(buffer, 10)  # rows 6..9 kept, row 8 stored at index 0 after the wrap
+    one = buffer.read(since=8, until=9)
+    assert (one.start, one.end) == (8, 9) and seqs(one) == [8] and one.column("beam_energy").tolist() == [8.0]
+    assert seqs(buffer.read(since=5, until=8)) == [6, 7] and seqs(buffer.read(until=100)) == [6, 7, 8, 9]
+    assert len(buffer.read(since=3, until=5)) == 0 and len(buffer.read(since=9, until=9)) == 0  # gone, empty
+
+
 def test_read_since_from_the_future_is_empty() -> None:
     """A browser may hold a sequence number from before a server restart; that must not break reads."""
     buffer = RingBuffer(capacity=10)
