@@ -83,7 +83,7 @@ def register(app: Dash, registry: CameraRegistry) -> None:
         if frame is not None:
             chosen = saturation_level(frame.dtype, finite(level)) if saturation_on else None
             saturated = counts.count(camera, frame, chosen) if chosen is not None else None
-        texts = readings_text(camera.buffer.newest(), camera.layout, camera.axes,
+        texts = readings_text(camera.newest_measured(), camera.layout, camera.axes,
                               frame.shape if frame is not None else None, saturated,
                               tuple(roi.name for roi in camera.rois.rois))
         current = geometry(camera)

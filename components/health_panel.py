@@ -47,6 +47,8 @@ def health_rows(status: dict[str, Any]) -> list:
         rows.append((f"  {reason}", str(count)))
     if status["nonfinite_values"]:
         rows.append(("NaN/Inf readings", str(status["nonfinite_values"])))
+    if status["statistics_skipped"]:
+        rows.append(("beam statistics skipped (receiver behind)", f"{status['statistics_skipped']:,} pulses"))
     if status["receiver_restarts"]:
         rows.append(("receiver restarts", f"{status['receiver_restarts']} ({status['last_error']})"))
     rows.append(("frames kept", f"{status['frames_kept']} ({status['frame_bytes'] / 2**20:,.0f} MiB)"))

@@ -26,6 +26,7 @@ def status_document(camera: StreamSource, camserver_error: str = "") -> dict[str
         "pulse_id_jumps": 0, "pulse_id_step": 1, "last_pulse_id": None, "last_message_age_s": None,
         "stall_limit_s": None, "receiver_restarts": 0, "last_error": "",
         "nonfinite_values": camera.nonfinite_values,
+        "statistics_skipped": camera.statistics_skipped,
         "channels": list(camera.buffer.channels),
         "computed": list(camera.buffer.computed),
         "pipeline": bool(layout and layout.is_pipeline),

@@ -8,6 +8,7 @@ A camera whose address comes from cam_server is resolved when it is started.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from .layout import Axis, ChannelNames, StreamLayout
 from .protocol import BsreadError, Message
 from .health import Health
 from .receiver import Receiver
-from .ring_buffer import DEFAULT_CAPACITY, RingBuffer
+from .ring_buffer import DEFAULT_CAPACITY, History, RingBuffer
 from .rois import RoiSet
 from .simulator import Simulator, SimulatorConfig
 from .statistics import STATS_COLUMNS
@@ -78,6 +79,7 @@ class Camera:
         self._lock = threading.Lock()
         self._stopped = False  # stop() is final (see start)
         self._touched = time.monotonic()
+        self._measured_seq = -1  # history row of the newest measured pulse
         self.state_note = ""  # "connecting" / an error an operator should read; "" once started
         self.started_at: float | None = None
         self._logged_errors: set[str] = set()
@@ -110,6 +112,11 @@ class Camera:
     def nonfinite_values(self) -> int:
         """Scalar readings that were NaN/Inf (kept as gaps)."""
         return self.ingest.nonfinite_values
+
+    @property
+    def statistics_skipped(self) -> int:
+        """Pulses whose beam statistics were skipped while the receiver was behind (stream/budget.py)."""
+        return self.ingest.statistics_skipped
 
     @property
     def running(self) -> bool:
@@ -163,15 +170,27 @@ class Camera:
     # ------------------------------------------------------------------ receiver thread
 
     def _on_message(self, message: Message, received: float) -> None:
+        receiver = self._receiver
         try:
-            pulse = self.ingest.pulse(message)
+            pulse = self.ingest.pulse(message, receiver.waited_s if receiver is not None else math.inf)
         except Exception as exc:  # a bug of ours on odd input: this message is lost, not the connection
             self._internal_error(exc)
             return
         seq = self.buffer.append(message.pulse_id, message.global_timestamp, pulse.channels, pulse.computed)
-        frame = make_frame(seq, message, pulse, received, self.ingest.layout.image if self.ingest.layout else "")
+        if pulse.measured:
+            self._measured_seq = seq
+        frame = make_frame(seq, message, pulse, received, self.ingest)
         if frame is not None:
             self.frames.push(frame)
+
+    def newest_measured(self) -> History:
+        """The newest history row whose beam statistics were measured (the newest row, unless the
+        receiver is behind and skips some, stream/budget.py); the newest row if that one is gone."""
+        seq = self._measured_seq
+        if seq < 0 or seq == self.buffer.count - 1:
+            return self.buffer.newest()
+        row = self.buffer.read(since=seq, until=seq + 1)
+        return row if len(row) else self.buffer.newest()
 
     def _internal_error(self, exc: Exception) -> None:
         kind = exc.__class__.__name__

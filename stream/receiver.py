@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import threading
 import time
 from typing import Protocol
@@ -69,6 +70,10 @@ class Receiver:
         # which this thread needs back after each ZeroMQ frame (app.py, docs/hardening.md).
         self.caught_up = threading.Event()
         self.caught_up.set()
+        # How long this thread waited for the message the sink is handling, from the end of the
+        # previous one (read by the sink, in this thread: the beam statistics keep to a budget when
+        # there was less slack than they cost, stream/budget.py).
+        self.waited_s = math.inf
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._decoder = Decoder()
@@ -184,6 +189,7 @@ class Receiver:
         if monitor is not None:
             poller.register(monitor, zmq.POLLIN)
         dropped_at: float | None = None  # monotonic time of a disconnect not followed by a retry
+        done_at = -math.inf  # perf_counter when the previous message was handled
         while not self._stop.is_set():
             ready = dict(poller.poll(POLL_MS))
             # Drain what is queued without re-polling; stop is checked between messages.
@@ -202,7 +208,9 @@ class Receiver:
                 while frame.more:
                     frame = socket.recv(copy=False)
                     frames.append(frame)
+                self.waited_s = 0.0 if drained else time.perf_counter() - done_at
                 self.handle(frames)
+                done_at = time.perf_counter()
                 if self._stop.is_set():
                     return
             if monitor is None:

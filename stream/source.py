@@ -13,7 +13,7 @@ from .frames import FrameStore
 from .layout import Axis, StreamLayout
 from .protocol import BsreadError
 from .health import Health
-from .ring_buffer import RingBuffer
+from .ring_buffer import History, RingBuffer
 from .rois import RoiSet
 
 
@@ -48,6 +48,11 @@ class StreamSource(Protocol):
 
     @property
     def nonfinite_values(self) -> int: ...  # scalar readings that were NaN/Inf
+
+    @property
+    def statistics_skipped(self) -> int: ...  # pulses not measured while the receiver was behind
+
+    def newest_measured(self) -> History: ...  # the newest history row with measured beam statistics
 
     def health(self) -> Health | None: ...  # None before the receiver started
 

@@ -99,6 +99,43 @@ def test_a_fixed_address_camera_fills_history_and_frames(make_camera, make_socke
     assert not camera.running and camera.health().state == "stopped"
 
 
+def test_a_backlog_the_receiver_cannot_follow_skips_beam_statistics_not_pulses(make_camera, make_socket) -> None:
+    """One message, then 1000 back to back, each a ~0.5 ms measurement: they queue up, the receiver's
+    estimate of its slack falls below the cost (stream/budget.py), and with a 1 % budget most later
+    pulses are not measured. None is lost, the measured ones are right (a known spot), and the
+    readings show the newest measured pulse."""
+    from components.status import status_document
+    from stream.budget import StatisticsBudget
+
+    sender, address = push_sender(make_socket)
+    camera = make_camera(CameraSpec("cam", address=address), limits=Limits(history=2000, frames=5))
+    camera.ingest.budget = StatisticsBudget(share=0.01, burst_s=0.0)
+    camera.start()
+    yy, xx = np.mgrid[0:120, 0:160]
+    image = (200.0 + 5000.0 * np.exp(-0.5 * (((xx - 70.3) / 6.0) ** 2 + ((yy - 52.6) / 4.0) ** 2))).astype(np.uint16)
+    encoder = Encoder()
+    messages = [encoder.encode(pulse_id, T0 + pulse_id * 0.01, {"image": image, "beam_energy": 5.0})
+                for pulse_id in range(1, 1002)]
+    send_multipart(sender, messages[0])
+    wait_until(lambda: camera.buffer.count == 1, message="the first row")
+    for parts in messages[1:]:
+        send_multipart(sender, parts)
+    wait_until(lambda: camera.buffer.count == 1001, timeout=60, message="1001 rows")
+    history = camera.buffer.read()
+    assert history.column("pulse_id").tolist() == list(range(1, 1002))
+    centroid = history.column("beam_centroid_x")
+    skipped = camera.statistics_skipped
+    assert 0 < skipped < 1000 and int(np.isnan(centroid).sum()) == skipped
+    assert np.isfinite(centroid[:50]).all()  # being behind is a lasting state, not the first queued messages
+    np.testing.assert_allclose(centroid[np.isfinite(centroid)], 70.3, atol=0.5)
+    np.testing.assert_allclose(history.column("beam_rms_y")[np.isfinite(centroid)], 4.0, rtol=0.05)
+    newest = camera.newest_measured()
+    assert len(newest) == 1 and newest.start == int(np.flatnonzero(np.isfinite(centroid))[-1])
+    assert newest.column("beam_centroid_x")[0] == pytest.approx(70.3, abs=0.5)
+    assert status_document(camera)["statistics_skipped"] == skipped
+    assert camera.health().missed_pulses == 0
+
+
 def test_bad_values_found_after_decoding_are_counted_by_the_receiver(make_camera, make_socket) -> None:
     sender, address = push_sender(make_socket)
     camera = make_camera(CameraSpec("cam", address=address)).start()

@@ -298,11 +298,11 @@ def test_a_bug_in_the_per_message_work_costs_that_message_only(caplog: pytest.Lo
         pulse = camera.ingest.pulse
         fired = threading.Event()
 
-        def explode_once(message):
+        def explode_once(message, *args):
             if not fired.is_set():
                 fired.set()
                 raise RuntimeError("injected fault in the per-message work")
-            return pulse(message)
+            return pulse(message, *args)
 
         camera.ingest.pulse = explode_once  # instance attribute: this camera only
         wait_until(lambda: status(url)["invalid_by_reason"].get("internal-error") == 1, 10,

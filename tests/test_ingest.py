@@ -430,9 +430,55 @@ def test_names_choose_the_image_channel() -> None:
 def test_make_frame_keeps_what_the_pulse_gave(harness: Harness) -> None:
     message = pipeline_message("simulation")
     pulse = harness.pulse(message)
-    frame = make_frame(41, message, pulse, 1_700_000_001.5, "image")
+    frame = make_frame(41, message, pulse, 1_700_000_001.5, harness.ingest)
     assert (frame.seq, frame.pulse_id, frame.timestamp, frame.received) == (41, 1, 1_700_000_000.0, 1_700_000_001.5)
     assert frame.message is message and frame.computed is pulse.computed and frame.channels is pulse.channels
     assert frame.processing_error == "" and frame.shape == (120, 160)
     no_image = harness.pulse(make_message(2, {"beam_energy": 5.0}))
-    assert make_frame(42, message, no_image, 0.0, "image") is None
+    assert make_frame(42, message, no_image, 0.0, harness.ingest) is None
+
+
+# --------------------------------------------------------------- statistics budget (receiver behind)
+
+
+class SpentBudget:
+    """A budget that refuses every pulse taken while the receiver is behind."""
+
+    def allows(self, waited_s: float) -> bool:
+        return waited_s > 0.0
+
+    def spend(self, seconds: float) -> None:
+        pass
+
+
+def test_a_pulse_beyond_the_budget_keeps_all_but_its_beam_statistics(harness: Harness) -> None:
+    harness.rois.replace((Roi("spot", 70, 110, 30, 70),))
+    harness.ingest.budget = SpentBudget()
+    message = pipeline_message("simulation")
+    measured = harness.pulse(message)
+    skipped = harness.ingest.pulse(message, waited_s=0.0)
+    assert measured.measured and not skipped.measured and harness.ingest.statistics_skipped == 1
+    assert skipped.channels == measured.channels and skipped.image is measured.image
+    assert set(skipped.computed) == set(measured.computed)
+    beam = [name for name in skipped.computed if name.startswith("beam_")]
+    assert len(beam) == len(STATS_COLUMNS) + len(CALIBRATED) and all(math.isnan(skipped.computed[n]) for n in beam)
+    assert skipped.computed["roi_spot_sum"] == measured.computed["roi_spot_sum"] > 0
+    assert math.isfinite(measured.computed["beam_centroid_x_um"])
+    # still every pulse measured as long as the receiver keeps up
+    assert harness.ingest.pulse(message, waited_s=1.0).measured and harness.ingest.statistics_skipped == 1
+
+
+def test_the_frame_of_a_skipped_pulse_is_measured_when_looked_at(harness: Harness) -> None:
+    """Known truth: the simulated camera's spot centre and size (tests/camserver_standin.py)."""
+    harness.ingest.budget = SpentBudget()
+    message = pipeline_message("simulation")
+    measured = harness.pulse(message)
+    skipped = harness.ingest.pulse(message, waited_s=0.0)
+    frame = make_frame(7, message, skipped, 0.0, harness.ingest)
+    assert frame.computed is not skipped.computed and math.isnan(skipped.computed["beam_centroid_x"])
+    assert dict(frame.computed) == pytest.approx(dict(measured.computed), nan_ok=True)
+    spot = CAMERAS["simulation"].spot()
+    assert frame.computed["beam_centroid_x"] == pytest.approx(spot.x_px, abs=0.5)
+    assert frame.computed["beam_rms_y"] == pytest.approx(spot.sigma_y_px, rel=0.05)
+    assert frame.computed["beam_centroid_y_um"] == pytest.approx(spot.y, abs=0.5 * spot.sigma_y / spot.sigma_y_px)
+    assert len(frame.computed) == len(measured.computed) and "beam_fit_sigma_x_um" in frame.computed

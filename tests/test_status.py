@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pytest
 from dash import html
 
 from components.health_panel import health_line, health_rows, state_badge
@@ -17,7 +18,7 @@ from tests.web_fixtures import FedCamera, camera_values, designed_image
 CONTRACT_KEYS = ("state", "stream", "simulated", "received", "rate_hz", "invalid", "invalid_by_reason", "missed_pulses",
                  "duplicated_pulses", "reverted_pulses", "last_pulse_id", "last_message_age_s", "channels")
 NEW_KEYS = ("camera", "address", "error", "camserver_error", "computed", "pipeline", "axes", "frames_kept",
-            "frame_bytes", "nonfinite_values", "receiver_restarts", "last_error", "stall_limit_s")
+            "frame_bytes", "nonfinite_values", "statistics_skipped", "receiver_restarts", "last_error", "stall_limit_s")
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
@@ -130,6 +131,35 @@ def _bad(reason: str) -> Exception:
 def test_health_rows_without_messages() -> None:
     text = " | ".join(_leaves(health_rows(status_document(FedCamera()))))
     assert "last message | never" in text and "last pulse id | —" in text
+    assert "skipped" not in text  # every pulse measured: nothing to say
+
+
+class BehindBudget:
+    """Measures only the pulses whose wait is not known (fed, not received); the budget's own rules
+    are tests/test_budget.py's."""
+
+    def allows(self, waited_s: float) -> bool:
+        return waited_s == float("inf")
+
+    def spend(self, seconds: float) -> None:
+        pass
+
+
+def test_skipped_beam_statistics_are_counted_in_status_and_table() -> None:
+    camera = FedCamera()
+    camera.ingest.budget = BehindBudget()
+    yy, xx = np.mgrid[0:48, 0:64]
+    image = (100.0 + 4000.0 * np.exp(-0.5 * (((xx - 30.0) / 4.0) ** 2 + ((yy - 20.0) / 3.0) ** 2))).astype(np.uint16)
+    camera.feed(camera_values(image), pulse_id=1)
+    camera._receiver.waited_s = 0.0  # as if the next pulses were taken off a backlog
+    for pulse in range(2, 5):
+        camera.feed(camera_values(image), pulse_id=pulse)
+    doc = status_document(camera)
+    assert doc["statistics_skipped"] == 3 and doc["received"] == 4
+    assert "beam statistics skipped (receiver behind) | 3 pulses" in " | ".join(_leaves(health_rows(doc)))
+    assert np.isnan(camera.buffer.newest().column("beam_centroid_x")[0])
+    newest_measured = camera.newest_measured()
+    assert newest_measured.start == 0 and newest_measured.column("beam_centroid_x")[0] == pytest.approx(30.0, abs=0.5)
 
 
 def test_pulse_ids_of_swissfel_size_are_exact_in_status_and_table() -> None:
