@@ -178,8 +178,10 @@ def consume_ours(address: str, warmup: float, duration: float, viewer_hz: float)
         viewer = Viewer(camera, viewer_hz)
         viewer.run_until(time.monotonic() + warmup)
         t0, c0, thr0, cpu0 = time.perf_counter(), camera.buffer.count, thread_cpu_seconds(tid), time.process_time()
+        skipped0 = camera.statistics_skipped
         viewer.run_until(time.monotonic() + duration)
         t1, c1, thr1, cpu1 = time.perf_counter(), camera.buffer.count, thread_cpu_seconds(tid), time.process_time()
+        skipped = camera.statistics_skipped - skipped0
         health = camera.health()
     finally:
         camera.stop()
@@ -187,6 +189,7 @@ def consume_ours(address: str, warmup: float, duration: float, viewer_hz: float)
     return {"messages": c1 - c0, "elapsed_s": elapsed, "msgs": (c1 - c0) / elapsed,
             "process_cpu": (cpu1 - cpu0) / elapsed, "thread_cpu": (thr1 - thr0) / elapsed,
             "viewer_frames": viewer.frames, "invalid": health.invalid, "missed": health.missed_pulses,
+            "measured_share": 1.0 - skipped / max(c1 - c0, 1),
             "restarts": health.receiver_restarts}
 
 
@@ -253,7 +256,7 @@ def soak_consumer(address: str, viewer_hz: float, rois: int, shape: tuple[int, i
                "process_cpu": (cpu1 - cpu0) / (last_t - t0), "missed": health.missed_pulses,
                "duplicated": health.duplicated_pulses, "reverted": health.reverted_pulses,
                "invalid": health.invalid, "restarts": health.receiver_restarts, "viewer_frames": viewer.frames,
-               **_history_checks(camera, columns)})
+               "statistics_skipped": camera.statistics_skipped, **_history_checks(camera, columns)})
 
 
 def run_paced(ctx, config: dict, hz: float, seconds: float, pool: int, viewer_hz: float, rois: int = 0) -> dict:
