@@ -237,6 +237,31 @@ def test_profile_curves_of_a_stream_without_profiles_follow_the_image() -> None:
     assert np.array_equal(curves_y["profile"], image.sum(axis=1, dtype=np.float64))  # length 24
 
 
+def test_a_frame_whose_pulse_was_not_measured_shows_its_beam_all_the_same() -> None:
+    """A pulse skipped by the statistics budget (receiver behind) has NaN in the history; the picture
+    of its frame gets the beam (crosshair) and the fit curve, measured when the frame is drawn."""
+    class Behind:  # refuses every pulse; tests/test_budget.py has the real rules
+        def allows(self, waited_s: float) -> bool:
+            return False
+
+        def spend(self, seconds: float) -> None:
+            pass
+
+    camera = FedCamera()
+    camera.ingest.budget = Behind()
+    yy, xx = np.mgrid[0:48, 0:64]
+    image = (100.0 + 4000.0 * np.exp(-0.5 * (((xx - 40.2) / 3.0) ** 2 + ((yy - 21.7) / 2.5) ** 2))).astype(np.uint16)
+    camera.feed(camera_values(image))
+    assert np.isnan(camera.buffer.newest().column("beam_centroid_x")[0]) and camera.statistics_skipped == 1
+    frame = camera.frames.latest()
+    processed = Processor().process(frame, camera.frames.recent(), 1, None)
+    beam = frame_meta(camera, frame, processed)["beam"]
+    assert beam["x"] == pytest.approx(40.2, abs=0.5) and beam["y"] == pytest.approx(21.7, abs=0.5)
+    assert beam["sigma_x"] == pytest.approx(3.0, rel=0.05) and beam["sigma_y"] == pytest.approx(2.5, rel=0.05)
+    curves_x, _curves_y = profile_curves(camera, frame, processed)
+    assert int(np.argmax(curves_x["fit"])) == 40
+
+
 def test_gaussian_curve_from_this_pulses_fit() -> None:
     computed = {"beam_fit_amplitude_x": 100.0, "beam_fit_mean_x": 10.0, "beam_fit_sigma_x": 2.0,
                 "beam_fit_offset_x": 5.0}
