@@ -33,7 +33,7 @@ class SaturationCounts:
         self._counts: collections.OrderedDict[tuple, int] = collections.OrderedDict()
         self._size = size
 
-    def count(self, camera: StreamSource, frame: Frame, level: float) -> int | None:
+    def count(self, frame: Frame, level: float) -> int | None:
         key = (frame.serial, level)
         with self._lock:
             if key in self._counts:
@@ -82,7 +82,7 @@ def register(app: Dash, registry: CameraRegistry) -> None:
         saturated = None
         if frame is not None:
             chosen = saturation_level(frame.dtype, finite(level)) if saturation_on else None
-            saturated = counts.count(camera, frame, chosen) if chosen is not None else None
+            saturated = counts.count(frame, chosen) if chosen is not None else None
         texts = readings_text(camera.newest_measured(), camera.layout, camera.axes,
                               frame.shape if frame is not None else None, saturated,
                               tuple(roi.name for roi in camera.rois.rois))

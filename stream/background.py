@@ -27,7 +27,6 @@ MAX_GRAB_FRAMES = 1000
 DEFAULT_GRAB_FRAMES = 10
 
 
-
 @dataclass(frozen=True)
 class BackgroundImage:
     image: np.ndarray  # float32 (H, W), read-only

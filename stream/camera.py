@@ -187,10 +187,8 @@ class Camera:
         """The newest history row whose beam statistics were measured (the newest row, unless the
         receiver is behind and skips some, stream/budget.py); the newest row if that one is gone."""
         seq = self._measured_seq
-        if seq < 0 or seq == self.buffer.count - 1:
-            return self.buffer.newest()
-        row = self.buffer.read(since=seq, until=seq + 1)
-        return row if len(row) else self.buffer.newest()
+        row = self.buffer.read(since=seq, until=seq + 1) if seq >= 0 else None
+        return row if row is not None and len(row) else self.buffer.newest()
 
     def _internal_error(self, exc: Exception) -> None:
         kind = exc.__class__.__name__

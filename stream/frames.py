@@ -27,7 +27,6 @@ MAX_PINS = 16  # paused browsers per camera; the least recently used pin goes fi
 PIN_TTL_S = 600.0  # a pin nobody used for this long is dropped
 
 
-
 @dataclass(frozen=True)
 class Frame:
     """One pulse with an image, and what was computed from it when it arrived."""

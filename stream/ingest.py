@@ -87,14 +87,15 @@ class Ingest:
             height, width = image.spec.shape
             self.axes = (self._axis_cache.axis(message.channels.get(layout.axis_x or ""), width),
                          self._axis_cache.axis(message.channels.get(layout.axis_y or ""), height))
-        measured = bool(error) or self.budget.allows(waited_s)
-        if error or not measured:
-            stats, image_ok = statistics.NO_BEAM, True
-        else:
+        if error:  # a zeroed frame: no beam, nothing to measure
+            stats, image_ok, measured = statistics.NO_BEAM, True, True
+        elif self.budget.allows(waited_s):
             started = time.perf_counter()
             stats, image_ok = beam_statistics(message, layout, image, self.report)
             self.budget.spend(time.perf_counter() - started)
-        if not measured:
+            measured = True
+        else:
+            stats, image_ok, measured = statistics.NO_BEAM, True, False
             self.statistics_skipped += 1
         if not image_ok:  # corrupt: counted once here, and not shown (the renderer would count it again)
             image = None
@@ -219,23 +220,20 @@ class DeferredStatistics(Mapping[str, float]):
     def __init__(self, known: dict[str, float], message: Message, layout: StreamLayout,
                  image: ChannelValue, axes: tuple[Axis, Axis]) -> None:
         self._known = known
-        self._source: tuple | None = (message, layout, image, axes)
+        self._source = (message, layout, image)
+        self._axes = axes
         self._values: dict[str, float] | None = None
         self._lock = threading.Lock()
 
     def _all(self) -> dict[str, float]:
-        values = self._values
-        if values is None:
+        if self._values is None:
             with self._lock:
-                if self._values is None and self._source is not None:
-                    message, layout, image, axes = self._source
+                if self._values is None:
                     # a corrupt image is counted by whoever decodes it for the picture
-                    stats, _ok = beam_statistics(message, layout, image, lambda exc: None)
+                    stats, _ok = beam_statistics(*self._source, lambda exc: None)
                     row = stats.row()
-                    self._values = {**self._known, **row, **calibrated(row, axes)}
-                    self._source = None
-                values = self._values
-        return values if values is not None else self._known
+                    self._values = {**self._known, **row, **calibrated(row, self._axes)}
+        return self._values
 
     def __getitem__(self, name: str) -> float:
         return self._all()[name]

@@ -48,7 +48,6 @@ class History:
         return self.channels + self.computed
 
 
-
 class RingBuffer:
     """Columnar history of the newest `capacity` pulses. Appends are O(columns)."""
 

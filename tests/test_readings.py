@@ -140,9 +140,9 @@ def test_saturated_pixels_are_counted_once_per_frame_and_level() -> None:
     camera.feed({"image": image})
     counts = SaturationCounts()
     frame = camera.frames.latest()
-    assert counts.count(camera, frame, 65535.0) == 3
-    assert counts.count(camera, frame, 7000.0) == 3 + 8  # rows 7 (7000 ... 7007) and the three hot pixels
-    assert counts.count(camera, frame, 65535.0) == 3
+    assert counts.count(frame, 65535.0) == 3
+    assert counts.count(frame, 7000.0) == 3 + 8  # rows 7 (7000 ... 7007) and the three hot pixels
+    assert counts.count(frame, 65535.0) == 3
 
 
 # ------------------------------------------------------------------------------------------ geometry, parameters
